@@ -1,0 +1,1 @@
+"""Scenario runner: steps, variables, concurrency, deadlines, evidence and redaction."""
