@@ -9,17 +9,23 @@ fails when a fault is added to the catalogue without such an assertion.
 from __future__ import annotations
 
 import socket
+import threading
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from typing import Any
 
 import pytest
 import requests
 import yaml
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from conformance.simulators.faults import FAULTS, parse_faults
-from conformance.simulators.insi import create_insi_app
+from conformance.simulators.insi import build_fault, build_response, create_insi_app, load_identities
 from conformance.simulators.server import BackgroundServer
 from conformance.simulators.traffic import Received, TrafficLog
 from conformance.simulators.vendor import create_vendor_app
@@ -155,6 +161,26 @@ def _official(resource: dict[str, Any]) -> dict[str, Any]:
     return next(n for n in resource["name"] if n["use"] == "official")
 
 
+class GatedInsi:
+    """INSi stand-in that holds every call until ``release`` is set, then answers ECETINSI (CR 00),
+    or ``fault`` when given: lets a test observe the vendor while a call is in flight."""
+
+    def __init__(self, fault: bytes | None = None) -> None:
+        self.release = threading.Event()
+        self.arrived = threading.Semaphore(0)
+        identity = next(i for i in load_identities() if i["key"] == "ECETINSI-PIERRE-ALAIN")
+        self.answer = (500, fault) if fault else (200, build_response("00", identity))
+
+    def endpoint(self, request: Request) -> Response:  # sync: Starlette runs it in a worker thread
+        self.arrived.release()
+        self.release.wait(TIMEOUT)
+        status, body = self.answer
+        return Response(body, status_code=status, media_type="application/soap+xml")
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/lps", self.endpoint, methods=["POST"])])
+
+
 def _free_port_url() -> str:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -252,6 +278,51 @@ def test_failed_actions_answer_200_failed(vendor: Harness) -> None:
     out = vendor.act("ins.fetch", ECETINSI)
     assert out["status"] == "failed" and out["error"]["code"] == "insi-unreachable"
     assert set(out["error"]) == {"code", "message"}
+
+
+def test_insi_soap_fault_fails_the_action(vendor: Harness) -> None:
+    gated = GatedInsi(
+        fault=build_fault("siram_100", "Erreur", detail_code="desir_550", detail_text="IDAM inconnu")
+    )
+    gated.release.set()
+    with BackgroundServer(gated.app(), name="insi-fault") as server:
+        vendor.insi_url = server.url + "/lps"
+        out = vendor.act("ins.fetch", ECETINSI)
+    assert out["status"] == "failed" and out["error"]["code"] == "insi-fault"
+    assert "desir_550" in out["error"]["message"]
+
+
+def test_a_pending_insi_call_blocks_neither_the_server_nor_a_retry(vendor: Harness) -> None:
+    gated = GatedInsi()
+    action_id = str(uuid.uuid4())
+    body = {"id": action_id, "action": "ins.fetch", "params": ECETINSI}
+    with BackgroundServer(gated.app(), name="insi-gated") as server, ThreadPoolExecutor(2) as pool:
+        body["services"] = {"insi": server.url + "/lps"}
+        pending = pool.submit(requests.post, f"{vendor.url}/driver/actions", json=body, timeout=TIMEOUT)
+        assert gated.arrived.acquire(timeout=TIMEOUT)
+        try:
+            caps = requests.get(f"{vendor.url}/driver/capabilities", timeout=2)
+            assert caps.status_code == 200
+            stored = requests.get(f"{vendor.url}/driver/actions/{action_id}", timeout=2).json()
+            assert stored["status"] == "accepted"
+            retry = requests.post(f"{vendor.url}/driver/actions", json=body, timeout=2)
+            assert retry.status_code == 202 and retry.json()["status"] == "accepted"
+        finally:
+            gated.release.set()
+        done = pending.result(timeout=TIMEOUT)
+    assert done.status_code == 200 and done.json()["status"] == "done"
+
+
+def test_concurrent_fetches_of_one_person_make_one_patient(vendor: Harness) -> None:
+    gated = GatedInsi()
+    with BackgroundServer(gated.app(), name="insi-gated") as server, ThreadPoolExecutor(4) as pool:
+        vendor.insi_url = server.url + "/lps"
+        futures = [pool.submit(vendor.fetch, ECETINSI) for _ in range(4)]
+        for _ in futures:
+            assert gated.arrived.acquire(timeout=TIMEOUT)
+        gated.release.set()
+        ids = {f.result(timeout=TIMEOUT)["patient"]["id"] for f in futures}
+    assert len(ids) == 1
 
 
 def test_internal_errors_never_leak_a_traceback(vendor: Harness) -> None:

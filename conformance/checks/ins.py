@@ -57,9 +57,12 @@ TYPE_CODE_OID: dict[str, str] = {code: oid for oid, code in OID_TYPE_CODE.items(
 # FR Core 2.2.0 identity reliability (HL7 v2 table 0445, French use) and its active twin.
 CS_V2_0445 = "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0445"
 CS_FIABILITE_IDENTITE = "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-fiabilite-identite"
-V2_0445_CODES: frozenset[str] = frozenset(
-    "VIDE PROV VALI DOUB DESA DPOT DOUA COLP COLV FILI CACH ANOM IDVER RECD IDRA USUR HOMD HOMA INVA FICT DOUT".split()
-)
+# fmt: off
+V2_0445_CODES: frozenset[str] = frozenset((
+    "VIDE", "PROV", "VALI", "DOUB", "DESA", "DPOT", "DOUA", "COLP", "COLV", "FILI", "CACH", "ANOM",
+    "IDVER", "RECD", "IDRA", "USUR", "HOMD", "HOMA", "INVA", "FICT", "DOUT",
+))
+# fmt: on
 # Later FR Core: the four RNIV statuses, only QUAL is qualified.
 CS_IDENTITY_STATUS = "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-identity-status"
 IDENTITY_STATUS_CODES: frozenset[str] = frozenset({"PROV", "RECUP", "VALI", "QUAL"})
@@ -210,7 +213,8 @@ def normalize_oid(value: object) -> str | None:
 # --- Birth place, dates, names -------------------------------------------------------------------------
 
 _COG = re.compile(
-    r"(?:0[1-9]|1[0-9]|2[1-9]|[3-8][0-9]|9[0-5])[0-9]{3}"  # metropolitan departments (no 20: Corsica is 2A/2B)
+    # metropolitan departments (no 20: Corsica is 2A/2B since 1976)
+    r"(?:0[1-9]|1[0-9]|2[1-9]|[3-8][0-9]|9[0-5])[0-9]{3}"
     r"|2[AB][0-9]{3}"  # Corsica
     r"|97[1-8][0-9]{2}|98[4-9][0-9]{2}"  # overseas departments and collectivities
     r"|99[0-9]{3}"  # country of birth abroad (99999: unknown)
@@ -433,11 +437,18 @@ def _read_identifiers(ident: Identity, identifiers: list[Any], root: str) -> Non
         shape = ident.shape
         if not isinstance(system, str) or not system:
             expected = f"urn:oid:{TYPE_CODE_OID[typed[0][1]]}" if typed else "urn:oid:<INS OID>"
-            shape.append(Finding(FHIR_IDENTIFIER, "error", f"INS identifier without system (expected {expected})", loc))
+            shape.append(
+                Finding(FHIR_IDENTIFIER, "error", f"INS identifier without system (expected {expected})", loc)
+            )
         elif not urn:
             hint = f"urn:oid:{oid}" if oid else f"urn:oid:{TYPE_CODE_OID[typed[0][1]]}"
             shape.append(
-                Finding(FHIR_IDENTIFIER, "error", f"INS identifier system {system!r} must be {hint}", f"{loc}.system")
+                Finding(
+                    FHIR_IDENTIFIER,
+                    "error",
+                    f"INS identifier system {system!r} must be {hint}",
+                    f"{loc}.system",
+                )
             )
         if oid in INS_OIDS:
             if not codings:
@@ -445,7 +456,7 @@ def _read_identifiers(ident: Identity, identifiers: list[Any], root: str) -> Non
                     Finding(
                         FHIR_IDENTIFIER,
                         "warning",
-                        f"INS identifier without type (expected {OID_TYPE_CODE[oid]} from fr-core-cs-v2-0203)",
+                        f"INS identifier without type (expected {OID_TYPE_CODE[oid]}, fr-core-cs-v2-0203)",
                         loc,
                     )
                 )
@@ -464,10 +475,14 @@ def _read_identifiers(ident: Identity, identifiers: list[Any], root: str) -> Non
                         )
                     )
         if use is None:
-            shape.append(Finding(FHIR_IDENTIFIER, "warning", "INS identifier without use ('official' expected)", loc))
+            shape.append(
+                Finding(FHIR_IDENTIFIER, "warning", "INS identifier without use ('official' expected)", loc)
+            )
         elif use not in ("official", "old"):
             shape.append(
-                Finding(FHIR_IDENTIFIER, "error", f"INS identifier use {use!r} must be 'official'", f"{loc}.use")
+                Finding(
+                    FHIR_IDENTIFIER, "error", f"INS identifier use {use!r} must be 'official'", f"{loc}.use"
+                )
             )
     current = {(i.value, i.oid) for i in ident.ins if i.current}
     if len({v for v, _ in current}) > 1:
@@ -516,7 +531,9 @@ def identity_from_patient(resource: Mapping[str, Any], *, location: str = "Patie
 
     names = _list(resource.get("name"))
     locs["birth_name"] = locs["first_given_name"] = locs["given_names"] = f"{location}.name"
-    official_i = next((i for i, n in enumerate(names) if isinstance(n, dict) and n.get("use") == "official"), None)
+    official_i = next(
+        (i for i, n in enumerate(names) if isinstance(n, dict) and n.get("use") == "official"), None
+    )
     if official_i is not None:
         official = names[official_i]
         nloc = f"{location}.name[{official_i}]"
@@ -569,13 +586,20 @@ def identity_from_patient(resource: Mapping[str, Any], *, location: str = "Patie
 def _identifier_findings(ins: InsIdentifier) -> Iterator[Finding]:
     """FORMAT, KEY and OID of one INS identifier; a malformed value stops the checks that need it."""
     if ins.oid is not None and ins.oid not in INS_OIDS:
-        yield Finding(OID_RULE, "error", f"unknown INS OID {ins.oid} (expected one of .8, .9, .10, .11)", ins.oid_location)
+        yield Finding(
+            OID_RULE,
+            "error",
+            f"unknown INS OID {ins.oid} (expected one of .8, .9, .10, .11)",
+            ins.oid_location,
+        )
     if ins.value is None:
         yield Finding(MATRICULE_FORMAT, "error", "INS identifier without a matricule value", ins.location)
         return
     problem = matricule_problem(ins.value)
     if problem:
-        yield Finding(MATRICULE_FORMAT, "error", f"malformed INS matricule {ins.value!r}: {problem}", ins.value_location)
+        yield Finding(
+            MATRICULE_FORMAT, "error", f"malformed INS matricule {ins.value!r}: {problem}", ins.value_location
+        )
         return
     body, key = ins.value[:13], int(ins.value[13:])
     expected = nir_key(body)
@@ -588,11 +612,21 @@ def _identifier_findings(ins: InsIdentifier) -> Iterator[Finding]:
         )
     if ins.oid in INS_OIDS:
         if is_nia(body) and ins.oid not in NIA_OIDS:
-            yield Finding(OID_RULE, "error", f"NIA {ins.value} (first digit {body[0]}) under OID {ins.oid}; "
-                          "an NIA takes 1.2.250.1.213.1.4.9 (or .11 demo)", ins.oid_location)
+            yield Finding(
+                OID_RULE,
+                "error",
+                f"NIA {ins.value} (first digit {body[0]}) under OID {ins.oid}; "
+                "an NIA takes 1.2.250.1.213.1.4.9 (or .11 demo)",
+                ins.oid_location,
+            )
         elif not is_nia(body) and ins.oid not in NIR_OIDS:
-            yield Finding(OID_RULE, "error", f"NIR {ins.value} (first digit {body[0]}) under OID {ins.oid}; "
-                          "a NIR takes 1.2.250.1.213.1.4.8 (or .10 test, .11 demo)", ins.oid_location)
+            yield Finding(
+                OID_RULE,
+                "error",
+                f"NIR {ins.value} (first digit {body[0]}) under OID {ins.oid}; "
+                "a NIR takes 1.2.250.1.213.1.4.8 (or .10 test, .11 demo)",
+                ins.oid_location,
+            )
 
 
 def _nir_findings(ident: Identity, ins: InsIdentifier) -> Iterator[Finding]:
@@ -678,7 +712,9 @@ def _trait_findings(ident: Identity, *, traits_required: bool) -> Iterator[Findi
     elif ident.gender_kind == "invalid":
         yield Finding(TRAITS_FORMAT, "error", f"invalid sex code {ident.gender!r}", loc("sex"))
     elif ident.gender_kind == "undetermined" and has_ins:
-        yield Finding(TRAITS_FORMAT, "error", f"sex {ident.gender!r} for an INS identity (M or F expected)", loc("sex"))
+        yield Finding(
+            TRAITS_FORMAT, "error", f"sex {ident.gender!r} for an INS identity (M or F expected)", loc("sex")
+        )
 
     if ident.birth_place is None:
         if traits_required:
@@ -698,11 +734,17 @@ def _status_findings(ident: Identity) -> Iterator[Finding]:
     codes = STATUS_CODE_SYSTEMS.get(system) if system else None
     if codes is None:
         shown = system or "no system"
-        yield Finding(STATUS_CODE, "error", f"identity status {code!r} from unknown code system ({shown})",
-                      ident.loc("status"))
+        yield Finding(
+            STATUS_CODE,
+            "error",
+            f"identity status {code!r} from unknown code system ({shown})",
+            ident.loc("status"),
+        )
         return
     if code not in codes:
-        yield Finding(STATUS_CODE, "error", f"identity status {code!r} is not a code of {system}", ident.loc("status"))
+        yield Finding(
+            STATUS_CODE, "error", f"identity status {code!r} is not a code of {system}", ident.loc("status")
+        )
         return
     primary = ident.current_ins
     if primary is not None and not ident.qualified:
@@ -750,17 +792,29 @@ def coherence_findings(ident: Identity, expected: Mapping[str, Any]) -> Iterator
     """
 
     def differ(what: str, got: str, want: str, key: str) -> Finding:
-        return Finding(INSI_COHERENCE, "error", f"{what} {got!r} differs from INSi's {want!r}", ident.loc(key))
+        return Finding(
+            INSI_COHERENCE, "error", f"{what} {got!r} differs from INSi's {want!r}", ident.loc(key)
+        )
 
     primary = ident.current_ins
     want = expected.get("matricule") or expected.get("ins")
-    if primary is not None and primary.value is not None and isinstance(want, str) and primary.value != want.strip():
+    if (
+        primary is not None
+        and primary.value is not None
+        and isinstance(want, str)
+        and primary.value != want.strip()
+    ):
         yield Finding(
-            INSI_COHERENCE, "error", f"matricule {primary.value!r} differs from INSi's {want!r}", primary.value_location
+            INSI_COHERENCE,
+            "error",
+            f"matricule {primary.value!r} differs from INSi's {want!r}",
+            primary.value_location,
         )
     want_oid = normalize_oid(expected.get("oid"))
     if primary is not None and primary.oid is not None and want_oid and primary.oid != want_oid:
-        yield Finding(INSI_COHERENCE, "error", f"OID {primary.oid} differs from INSi's {want_oid}", primary.oid_location)
+        yield Finding(
+            INSI_COHERENCE, "error", f"OID {primary.oid} differs from INSi's {want_oid}", primary.oid_location
+        )
 
     for what, got, raw, key in (
         ("birth name", ident.birth_name, expected.get("birth_name"), "birth_name"),
@@ -795,7 +849,9 @@ def _not_a_patient(resource: Any, location: str) -> Finding | None:
     if not isinstance(resource, Mapping):
         return Finding("INPUT.JSON", "error", "expected a FHIR Patient JSON object", location)
     if resource.get("resourceType") != "Patient":
-        return Finding("INPUT.JSON", "error", f"expected a Patient, got {resource.get('resourceType')!r}", location)
+        return Finding(
+            "INPUT.JSON", "error", f"expected a Patient, got {resource.get('resourceType')!r}", location
+        )
     return None
 
 
@@ -836,8 +892,8 @@ __all__ = [
     "Identity",
     "InsIdentifier",
     "birth_date_problem",
-    "coherence_findings",
     "cog_problem",
+    "coherence_findings",
     "identity_findings",
     "identity_from_patient",
     "ins_coherence",

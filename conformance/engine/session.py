@@ -114,6 +114,7 @@ def run_session(
     writer = ResultsWriter(opts.out_dir / "results.json")
     engine = Engine(loaded.profile, scenarios, ctx, workers=opts.workers, services=opts.services,
                     on_partial=writer.write)
+    writer.write(engine.result(complete=False))  # a file exists from the first second on
     result: RunResult | None = None
     try:
         for event in engine.execute():

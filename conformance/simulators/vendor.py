@@ -26,11 +26,11 @@ Driver actions:
                 ``birth_date``, ``birth_place``, optional ``used_name``) → INSi
                 ``rechercherInsAvecTraitsIdentite``; or ``carte_vitale: true`` with the card data INSi's
                 ``RECVITALE`` carries (``nir``: 13 characters or 15 with the key, ``birth_date``,
-                optional ``od_nir``, ``birth_rank``, ``birth_name``) → ``rechercherInsAvecCarteVitale``.  The call
-                goes to ``services.insi`` over SOAP 1.2 with the ContexteLPS/ContexteBAM headers and the
-                ``X-Segur-Bench-Action`` header.  On CR ``00`` the identity INSi returned is stored
-                verbatim with status RECUP ("récupérée"); result ``{"insi_cr", "patient": {"id", "fhir",
-                "identity_status"}}`` (no ``patient`` on CR 01/02).
+                optional ``od_nir``, ``birth_rank``, ``birth_name``) → ``rechercherInsAvecCarteVitale``.
+                The call goes to ``services.insi`` over SOAP 1.2 with the ContexteLPS/ContexteBAM
+                headers and the ``X-Segur-Bench-Action`` header.  On CR ``00`` the identity INSi
+                returned is stored verbatim with status RECUP ("récupérée").  Result: ``{"insi_cr",
+                "patient": {"id", "fhir", "identity_status"}}`` (no ``patient`` on CR 01/02).
 ``ins.qualify`` params ``patient_id`` (optional ``validation_mode``, a FR Core identity-document code,
                 default ``CN``): the identity documents were checked, so a RECUP identity becomes QUAL
                 (a local PROV identity without INS becomes VALI) → ``{"patient": {...}}``.
@@ -171,33 +171,41 @@ class StoredPatient:
 
 
 class PatientStore:
-    """Thread-safe in-memory patient base; driver actions run in worker threads."""
+    """Thread-safe in-memory patient base; driver actions run in worker threads.
+
+    Records are replaced, never mutated, so a reader always sees a consistent patient; a
+    read-modify-write sequence (find then update) holds ``lock`` so that two concurrent fetches of
+    the same person cannot create a duplicate.
+    """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self.lock = threading.RLock()
         self._patients: dict[str, StoredPatient] = {}
         self._ipp_seq = 0
 
-    def next_ipp(self) -> str:
-        with self._lock:
+    def create(self, **fields: Any) -> StoredPatient:
+        """Store a new patient under a fresh id and IPP."""
+        with self.lock:
             self._ipp_seq += 1
-            return f"IPP-{self._ipp_seq:06d}"
+            patient = StoredPatient(id=str(uuid.uuid4()), ipp=f"IPP-{self._ipp_seq:06d}", **fields)
+            self._patients[patient.id] = patient
+            return patient
 
     def put(self, patient: StoredPatient) -> StoredPatient:
-        with self._lock:
+        with self.lock:
             self._patients[patient.id] = patient
         return patient
 
     def get(self, patient_id: str) -> StoredPatient | None:
-        with self._lock:
+        with self.lock:
             return self._patients.get(patient_id)
 
     def by_insi_matricule(self, matricule: str) -> StoredPatient | None:
-        with self._lock:
+        with self.lock:
             return next((p for p in self._patients.values() if p.insi_matricule == matricule), None)
 
     def all(self) -> list[StoredPatient]:
-        with self._lock:
+        with self.lock:
             return list(self._patients.values())
 
 
@@ -565,13 +573,11 @@ class ReferenceVendor:
         faults: frozenset[str] = frozenset(),
         lps: Mapping[str, str] | None = None,
         seed: bool = True,
-        http: requests.Session | None = None,
     ) -> None:
         self.faults = parse_faults(faults)
         self.lps: dict[str, str] = {**DEFAULT_LPS, "instance": str(uuid.uuid4()), **(lps or {})}
         self.patients = PatientStore()
         self.actions = ActionStore()
-        self._http = http or requests.Session()
         self._handlers: dict[str, Callable[[dict[str, Any], dict[str, Any], str, str], dict[str, Any]]] = {
             "ins.fetch": self._ins_fetch,
             "ins.qualify": self._ins_qualify,
@@ -584,19 +590,15 @@ class ReferenceVendor:
 
         It also makes a search that ignores its parameters visible, since it then returns this patient.
         """
-        self.patients.put(
-            StoredPatient(
-                id=str(uuid.uuid4()),
-                ipp=self.patients.next_ipp(),
-                status="PROV",
-                birth_name="LOCALE",
-                given_names=["CLAIRE", "ANNE"],
-                first_given_name="CLAIRE",
-                sex="F",
-                birth_date="1985-04-12",
-                birth_place="75056",
-                method_collection="SM",
-            )
+        self.patients.create(
+            status="PROV",
+            birth_name="LOCALE",
+            given_names=["CLAIRE", "ANNE"],
+            first_given_name="CLAIRE",
+            sex="F",
+            birth_date="1985-04-12",
+            birth_place="75056",
+            method_collection="SM",
         )
 
     def has(self, fault: str) -> bool:
@@ -646,7 +648,7 @@ class ReferenceVendor:
         headers[ACTION_ID_HEADER] = action_id
         try:
             with _tls_options(services) as tls:
-                resp = self._http.post(
+                resp = requests.post(
                     services["insi"], data=body, headers=headers, timeout=INSI_TIMEOUT, **tls
                 )
         except requests.Timeout:
@@ -737,7 +739,6 @@ class ReferenceVendor:
                 used_name = "MARTIN" if birth_name != "MARTIN" else "DUPONT"
             birth_name = used_name
 
-        existing = self.patients.by_insi_matricule(str(identity["matricule"]))
         fields: dict[str, Any] = {
             "birth_name": birth_name,
             "given_names": given_names,
@@ -752,33 +753,34 @@ class ReferenceVendor:
             "date_collection": dt.date.today().isoformat(),
             "insi_matricule": str(identity["matricule"]),
         }
-        if existing is not None:
+        with self.patients.lock:
+            existing = self.patients.by_insi_matricule(fields["insi_matricule"])
+            if existing is None:
+                return self.patients.create(status="RECUP", **fields)
             # A new INSi call for a known person is a verification: a qualified identity stays qualified.
             status: IdentityStatus = "QUAL" if existing.status == "QUAL" else "RECUP"
             return self.patients.put(replace(existing, status=status, **fields))
-        return self.patients.put(
-            StoredPatient(id=str(uuid.uuid4()), ipp=self.patients.next_ipp(), status="RECUP", **fields)
-        )
 
     def _ins_qualify(
         self, params: dict[str, Any], services: dict[str, Any], action_id: str, base: str
     ) -> dict[str, Any]:
         patient_id = _str_param(params, "patient_id")
         assert patient_id is not None
-        patient = self.patients.get(patient_id)
-        if patient is None:
-            raise ActionFailed("unknown-patient", f"no patient with id {patient_id}")
-        # RNIV: checking an identity document qualifies an INSi-returned identity; without INS the
-        # identity is only validated.
-        status: IdentityStatus = "QUAL" if patient.matricule else "VALI"
-        patient = self.patients.put(
-            replace(
-                patient,
-                status=status,
-                validation_date=dt.date.today().isoformat(),
-                validation_mode=str(params.get("validation_mode", "CN")),
+        with self.patients.lock:
+            patient = self.patients.get(patient_id)
+            if patient is None:
+                raise ActionFailed("unknown-patient", f"no patient with id {patient_id}")
+            # RNIV: checking an identity document qualifies an INSi-returned identity; without INS the
+            # identity is only validated.
+            status: IdentityStatus = "QUAL" if patient.matricule else "VALI"
+            patient = self.patients.put(
+                replace(
+                    patient,
+                    status=status,
+                    validation_date=dt.date.today().isoformat(),
+                    validation_mode=str(params.get("validation_mode", "CN")),
+                )
             )
-        )
         return {"patient": self._patient_ref(patient, base)}
 
     # -- FHIR --------------------------------------------------------------------------------------
@@ -801,6 +803,18 @@ class ReferenceVendor:
 
 def _base(request: Request) -> str:
     return str(request.base_url).rstrip("/")
+
+
+async def _read_capped(request: Request, limit: int) -> bytes | None:
+    """The request body, or None beyond ``limit`` bytes (memory stays bounded on hostile input)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def create_vendor_app(
@@ -830,8 +844,11 @@ def create_vendor_app(
         )
 
     async def post_action(request: Request) -> JSONResponse:
+        body = await _read_capped(request, MAX_DRIVER_BODY)
+        if body is None:
+            return _error(413, "too-large", f"driver requests are limited to {MAX_DRIVER_BODY} bytes")
         try:
-            payload = parse_json(await request.body(), max_bytes=MAX_DRIVER_BODY)
+            payload = parse_json(body)
         except InputError as exc:
             return _error(400, "bad-request", exc.message)
         if not isinstance(payload, dict):
