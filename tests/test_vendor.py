@@ -8,12 +8,14 @@ fails when a fault is added to the catalogue without such an assertion.
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,7 +30,7 @@ from conformance.simulators.faults import FAULTS, parse_faults
 from conformance.simulators.insi import build_fault, build_response, create_insi_app, load_identities
 from conformance.simulators.server import BackgroundServer
 from conformance.simulators.traffic import Received, TrafficLog
-from conformance.simulators.vendor import create_vendor_app
+from conformance.simulators.vendor import _tls_options, create_vendor_app
 
 TIMEOUT = 10
 OID_NIR = "1.2.250.1.213.1.4.8"
@@ -325,6 +327,18 @@ def test_concurrent_fetches_of_one_person_make_one_patient(vendor: Harness) -> N
     assert len(ids) == 1
 
 
+def test_bench_tls_material_is_handed_to_requests_as_private_temporary_files() -> None:
+    services = {"ca_pem": "CA", "pki": {"cert_pem": "CERT", "key_pem": "KEY"}}
+    with _tls_options(services) as tls:
+        cert, key = tls["cert"]
+        for path, text in ((tls["verify"], "CA"), (cert, "CERT"), (key, "KEY")):
+            assert Path(path).read_text(encoding="utf-8") == text
+            assert os.stat(path).st_mode & 0o077 == 0
+    assert not os.path.exists(key)
+    with _tls_options({"insi": "http://x"}) as tls:
+        assert tls == {}
+
+
 def test_internal_errors_never_leak_a_traceback(vendor: Harness) -> None:
     def boom(query: list[tuple[str, str]]) -> list[dict[str, Any]]:
         raise RuntimeError("secret detail")
@@ -443,7 +457,7 @@ def _fault_bad_key(v: Harness) -> None:
 
 def _fault_bad_oid(v: Harness) -> None:
     ins = _ins(v.patient(qualify=True))
-    assert ins is not None and ins["system"] == f"urn:oid:{OID_NIA}" and ins["value"] == ECETINSI_INS
+    assert ins is not None and ins["system"] == "urn:oid:1.2.250.1.213.1.4.2" and ins["value"] == ECETINSI_INS
 
 
 def _fault_missing_birth_place(v: Harness) -> None:

@@ -210,8 +210,13 @@ def _bundle_findings(data: Any, resource_type: str) -> Iterator[Finding]:
             )
 
 
+def _identifiers(resource: Mapping[str, Any]) -> list[dict[str, Any]]:
+    found = resource.get("identifier")
+    return [i for i in found if isinstance(i, dict)] if isinstance(found, list) else []
+
+
 def _carries(resource: Mapping[str, Any], system: str | None, value: str) -> bool:
-    for idf in resource.get("identifier") or []:
+    for idf in _identifiers(resource):
         if not isinstance(idf, dict) or idf.get("value") != value:
             continue
         if system is None or (idf.get("system") or "") == system:
@@ -237,11 +242,11 @@ def _search_findings(data: Any, resource_type: str, identifier: str) -> Iterator
             hits += 1
             continue
         others = [
-            idf.get("value")
-            for idf in resource.get("identifier") or []
-            if isinstance(idf, dict) and idf.get("system") in INS_SYSTEMS
+            str(idf.get("value"))
+            for idf in _identifiers(resource)
+            if isinstance(idf.get("system"), str) and idf["system"] in INS_SYSTEMS
         ]
-        what = f"another INS ({', '.join(map(str, others))})" if others else "no such identifier"
+        what = f"another INS ({', '.join(others)})" if others else "no such identifier"
         yield Finding(
             SEARCH,
             "error",

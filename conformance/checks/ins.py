@@ -367,7 +367,7 @@ def _read_status(ident: Identity, ext: Mapping[str, Any], loc: str) -> None:
             # Not allowed by FR Core 2.2.0 (Coding only) but seen in the wild; read it rather than
             # report "no status" for an identity that does state one.
             codings = [c for c in _list(sub["valueCodeableConcept"].get("coding")) if isinstance(c, dict)]
-            chosen = next((c for c in codings if c.get("system") in STATUS_CODE_SYSTEMS), None)
+            chosen = next((c for c in codings if _text(c.get("system")) in STATUS_CODE_SYSTEMS), None)
             chosen = chosen or (codings[0] if codings else {})
             system, code = chosen.get("system"), chosen.get("code")
             ident.locations["status"] = f"{sloc}.valueCodeableConcept"
@@ -385,7 +385,8 @@ def _read_birth_place(ident: Identity, ext: Mapping[str, Any], loc: str, *, draf
     draft ``fr-core-patient-birth-place`` (COG in ``district``); the first one carrying a code wins."""
     if ident.birth_place is not None:
         return
-    ident.locations.setdefault("birth_place", loc)
+    if ident.locations.get("birth_place") == f"{ident.root}.extension":
+        ident.locations["birth_place"] = loc  # first birth place extension, even without a code
     address = _dict(ext.get("valueAddress"))
     for j, sub in enumerate(_list(address.get("extension"))):
         if isinstance(sub, dict) and sub.get("url") == EXT_ADDRESS_INSEE_CODE:
@@ -418,7 +419,9 @@ def _read_identifiers(ident: Identity, identifiers: list[Any], root: str) -> Non
         typed = [
             (j, c["code"])
             for j, c in enumerate(codings)
-            if c.get("code") in TYPE_CODE_OID and c.get("system") in (CS_V2_0203, None)
+            if isinstance(c.get("code"), str)
+            and c["code"] in TYPE_CODE_OID
+            and c.get("system") in (CS_V2_0203, None)
         ]
         if oid not in INS_OIDS and not typed:
             continue  # not an INS identifier (IPP, NSS, INS-C...)
@@ -465,15 +468,16 @@ def _read_identifiers(ident: Identity, identifiers: list[Any], root: str) -> Non
                 if not any(code == expected_code for _, code in typed):
                     j = typed[0][0] if typed else 0
                     found = typed[0][1] if typed else codings[0].get("code")
-                    shape.append(
-                        Finding(
-                            FHIR_IDENTIFIER,
-                            "error",
+                    if found == expected_code:  # right code, wrong (or no) code system
+                        message = f"identifier type {found} must come from {CS_V2_0203}"
+                        where = f"{loc}.type.coding[{j}].system"
+                    else:
+                        message = (
                             f"identifier type {found!r} does not match system urn:oid:{oid} "
-                            f"(expected {expected_code})",
-                            f"{loc}.type.coding[{j}].code",
+                            f"(expected {expected_code})"
                         )
-                    )
+                        where = f"{loc}.type.coding[{j}].code"
+                    shape.append(Finding(FHIR_IDENTIFIER, "error", message, where))
         if use is None:
             shape.append(
                 Finding(FHIR_IDENTIFIER, "warning", "INS identifier without use ('official' expected)", loc)
@@ -620,11 +624,14 @@ def _identifier_findings(ins: InsIdentifier) -> Iterator[Finding]:
                 ins.oid_location,
             )
         elif not is_nia(body) and ins.oid not in NIR_OIDS:
+            # INSi itself returns NIA numbers starting with 1/2 under the NIA OID (CNDA test 2.05,
+            # PROVISOIRE MATRICULE 109076322088835): the OID then says what the number is, so this
+            # is unusual but not wrong.
             yield Finding(
                 OID_RULE,
-                "error",
-                f"NIR {ins.value} (first digit {body[0]}) under OID {ins.oid}; "
-                "a NIR takes 1.2.250.1.213.1.4.8 (or .10 test, .11 demo)",
+                "warning",
+                f"number {ins.value} (first digit {body[0]}) under the INS-NIA OID {ins.oid}: an NIA "
+                "usually starts with 7 or 8; accepted because INSi returns such NIA",
                 ins.oid_location,
             )
 

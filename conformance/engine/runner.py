@@ -371,7 +371,9 @@ class Engine:
             ev = [e.id for e in self.ctx.evidence.items() if e.scenario == sc.id][-1:]
             raise StepFailed(Finding(exc.rule, "error", exc.message, params["url"], tuple(ev))) from None
         ids = [ex.evidence_id] if ex.evidence_id else []
-        return ex, ex.as_vars(), ids
+        saved = ex.as_vars()
+        saved["ins"] = _exposed_ins(saved.get("json"))
+        return ex, saved, ids
 
     def _services(self) -> dict[str, Any]:
         return {name: url + SERVICE_PATHS.get(name, "") for name, url in self.ctx.simulators.items()}
@@ -493,6 +495,21 @@ class Engine:
                 out.extend(run_check(check_name, res, location=loc, **args))
             return out
         return run_check(check_name, artefact, **args)
+
+
+def _exposed_ins(doc: Any) -> dict[str, str] | None:
+    """The INS a Patient answer exposes, so later steps search by what the vendor actually stores."""
+    from conformance.checks.ins import identity_from_patient
+
+    if not isinstance(doc, dict) or doc.get("resourceType") != "Patient":
+        return None
+    try:
+        current = identity_from_patient(doc).current_ins
+    except Exception:
+        return None
+    if current is None or not current.value or not current.oid:
+        return None
+    return {"system": f"urn:oid:{current.oid}", "value": current.value, "token": f"urn:oid:{current.oid}|{current.value}"}
 
 
 def _ms(t0: float) -> float:

@@ -15,14 +15,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-from conformance.model import summarize
+from conformance.model import Status, summarize
 from conformance.report._yamlpos import compose, line_of, pointer
+from conformance.yamlio import DataError
 
 _PACKAGE = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_PATH = _PACKAGE / "profiles" / "maturity-default.yaml"
@@ -31,12 +32,19 @@ SCHEMA_PATH = _PACKAGE / "schemas" / "maturity.schema.json"
 _STATUSES = ("passed", "failed", "error", "skipped", "waived")
 
 
-class MaturityModelError(ValueError):
-    """A maturity model that cannot be used; ``errors`` holds one ``file:line: message`` per problem."""
+class MaturityModelError(DataError, ValueError):
+    """A maturity model that cannot be used; ``errors`` holds one ``file:line: message`` per problem.
 
-    def __init__(self, errors: Sequence[str]) -> None:
-        super().__init__("\n".join(errors))
+    A :class:`~conformance.yamlio.DataError` so that ``profiles lint`` and the CLI report it like any
+    other broken data file (exit 2, no traceback); ``str()`` lists every problem, one per line.
+    """
+
+    def __init__(self, errors: Sequence[str], *, file: str = "<maturity>", line: int | None = None) -> None:
         self.errors = list(errors)
+        self.file = file
+        self.line = line
+        self.message = "\n".join(self.errors)
+        Exception.__init__(self, self.message)
 
 
 @lru_cache(maxsize=1)
@@ -60,7 +68,11 @@ def _leaf(error: ValidationError) -> tuple[ValidationError, str]:
         if len(deepest.absolute_path) <= len(error.absolute_path):
             break
         error = deepest
-    if error.validator in ("oneOf", "anyOf") and isinstance(error.schema, dict) and "description" in error.schema:
+    if (
+        error.validator in ("oneOf", "anyOf")
+        and isinstance(error.schema, dict)
+        and "description" in error.schema
+    ):
         return error, f"invalid {error.schema.get('title', 'value')}: {error.schema['description']}"
     return error, error.message
 
@@ -100,13 +112,16 @@ def validate_maturity_model(
                     )
                 )
             if index == 0 and "when" in entry:
-                errors.append((line_of(root_node, path) or 0, where([*path, "when"]) + "level 0 takes no condition"))
+                errors.append(
+                    (line_of(root_node, path) or 0, where([*path, "when"]) + "level 0 takes no condition")
+                )
             if index > 0 and "when" not in entry:
                 errors.append(
                     (line_of(root_node, path) or 0, where(path) + f"level {index} needs a `when` condition")
                 )
     if errors:
-        raise MaturityModelError([msg for _, msg in sorted(errors, key=lambda e: e[0])])
+        errors.sort(key=lambda e: e[0])
+        raise MaturityModelError([msg for _, msg in errors], file=source, line=errors[0][0] or None)
     return dict(data)
 
 
@@ -120,7 +135,11 @@ def _load_cached(path: str, mtime_ns: int) -> dict[str, Any]:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise MaturityModelError([f"{path}{line}: invalid YAML: {problem}"]) from None
+        raise MaturityModelError(
+            [f"{path}{line}: invalid YAML: {problem}"],
+            file=path,
+            line=mark.line + 1 if mark is not None else None,
+        ) from None
     return validate_maturity_model(data, source=path, root_node=root)
 
 
@@ -135,7 +154,9 @@ def load_maturity_model(path: str | Path | None = None) -> dict[str, Any]:
     try:
         stat = target.stat()
     except OSError as exc:
-        raise MaturityModelError([f"{target}: cannot read maturity model: {exc.strerror or exc}"]) from None
+        raise MaturityModelError(
+            [f"{target}: cannot read maturity model: {exc.strerror or exc}"], file=str(target)
+        ) from None
     return copy.deepcopy(_load_cached(str(target), stat.st_mtime_ns))
 
 
@@ -151,7 +172,7 @@ class _Req:
     category: str
     criticality: str
     wave: int | None
-    status: str
+    status: Status
     severities: frozenset[str]
 
 
@@ -170,7 +191,7 @@ def _facts(req: Mapping[str, Any]) -> _Req:
         criticality=str(req.get("criticality", "major")),
         wave=wave if isinstance(wave, int) else None,
         # An unknown status in a hand-edited file is treated as the worst case, never as a pass.
-        status=status if status in _STATUSES else "error",
+        status=cast(Status, status) if status in _STATUSES else "error",
         severities=severities,
     )
 
@@ -256,7 +277,9 @@ def _level_of(reqs: Sequence[_Req], levels: Sequence[Mapping[str, Any]]) -> int:
     return reached
 
 
-def compute_maturity(results: Mapping[str, Any] | Any, model: Mapping[str, Any], *, lang: str = "fr") -> dict[str, Any]:
+def compute_maturity(
+    results: Mapping[str, Any] | Any, model: Mapping[str, Any], *, lang: str = "fr"
+) -> dict[str, Any]:
     """Maturity per service socle and overall for a results/v1 document.
 
     Returns ``{"model": {"id", "version"}, "max_level": N, "services": {svc: {"level", "label",
@@ -287,7 +310,7 @@ def compute_maturity(results: Mapping[str, Any] | Any, model: Mapping[str, Any],
             "labels": dict(labels[level]),
             "description": _text(descriptions[level], lang),
             "score": _pct(num, den),
-            "counts": summarize(r.status for r in reqs),  # type: ignore[misc]
+            "counts": summarize(r.status for r in reqs),
         }
 
     overall_rule = model["overall"]
@@ -311,7 +334,7 @@ def compute_maturity(results: Mapping[str, Any] | Any, model: Mapping[str, Any],
             "labels": dict(labels[overall_level]),
             "description": _text(descriptions[overall_level], lang),
             "score": overall_score,
-            "counts": summarize(r.status for reqs in by_service.values() for r in reqs),  # type: ignore[misc]
+            "counts": summarize(r.status for reqs in by_service.values() for r in reqs),
             "services_run": [svc for svc, s in services.items() if s["level"] >= 1],
         },
     }

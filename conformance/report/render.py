@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
+import secrets
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
@@ -40,8 +40,10 @@ _ANCHOR_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 _XML_ILLEGAL = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _LEVEL_COLOURS = ("#9aa0a6", "#d93025", "#f29900", "#e3c000", "#7cb342", "#188038")
 
-_REQ_KNOWN = {"method", "url", "headers", "body"}
-_RESP_KNOWN = {"status", "status_code", "reason", "headers", "body"}
+# Keys the engine's evidence store writes (engine/evidence.py: body text, original size, capture cap);
+# anything else a transport records is shown as key/value.
+_REQ_KNOWN = {"method", "url", "headers", "body", "size", "truncated"}
+_RESP_KNOWN = {"status", "status_code", "reason", "headers", "body", "size", "truncated"}
 
 
 def _as_dict(results: Mapping[str, Any] | Any) -> Mapping[str, Any]:
@@ -180,6 +182,8 @@ def _message_view(part: Mapping[str, Any] | None, known: set[str]) -> dict[str, 
         "headers": "\n".join(f"{k}: {v}" for k, v in _header_pairs(part.get("headers"))),
         "body": shown,
         "body_total": total,
+        "size": part.get("size"),
+        "capture_truncated": bool(part.get("truncated")),
         "other": other,
     }
 
@@ -218,7 +222,8 @@ def _chart(maturity: Mapping[str, Any], labels: Mapping[str, Any]) -> dict[str, 
                 "level_w": round(bar_w * level / max_level, 1),
                 "score_w": round(bar_w * (score or 0) / 100, 1),
                 "colour": _LEVEL_COLOURS[min(level, len(_LEVEL_COLOURS) - 1)],
-                "text": f"{level}/{max_level} · " + (f"{score:g}/100" if score is not None else labels["nothing"]),
+                "text": f"{level}/{max_level} · "
+                + (f"{score:g}/100" if score is not None else labels["nothing"]),
                 "title": f"{svc}: {labels['level']} {level} — {data['label']}",
             }
         )
@@ -308,7 +313,9 @@ def build_context(
                 "status": status,
                 "status_label": labels["statuses"].get(status, status),
                 "criticality": req.get("criticality"),
-                "criticality_label": labels["criticalities"].get(req.get("criticality"), req.get("criticality")),
+                "criticality_label": labels["criticalities"].get(
+                    req.get("criticality"), req.get("criticality")
+                ),
                 "category_label": labels["categories"].get(req.get("category"), req.get("category")),
                 "wave": req.get("wave"),
                 "reason": req.get("reason"),
@@ -348,14 +355,18 @@ def build_context(
         )
 
     services_counts = [(svc, m["counts"]) for svc, m in maturity["services"].items()]
-    total_counts = summarize(cast(Status, r.get("status")) for r in requirements if r.get("status") in _STATUSES)
+    total_counts = summarize(
+        cast(Status, r.get("status")) for r in requirements if r.get("status") in _STATUSES
+    )
     target: list[tuple[str, str]] = []
     _flat("", data.get("target") or {}, target)
     product_data = data.get("product") or {}
     product: list[tuple[str, str]] = []
     _flat("", {k: v for k, v in product_data.items() if k not in ("product", "name", "version")}, product)
     product_name = " ".join(
-        str(x) for x in (product_data.get("product") or product_data.get("name"), product_data.get("version")) if x
+        str(x)
+        for x in (product_data.get("product") or product_data.get("name"), product_data.get("version"))
+        if x
     )
     tool = data.get("tool") or {}
     return {
@@ -461,7 +472,9 @@ def render_junit(results: Mapping[str, Any] | Any) -> str:
             status = req.get("status")
             checks = list(req.get("checks") or ())
             ev_ids = {str(e) for c in checks for e in c.get("evidence") or ()}
-            ev_ids |= {str(e) for c in checks for f in c.get("findings") or () for e in f.get("evidence") or ()}
+            ev_ids |= {
+                str(e) for c in checks for f in c.get("findings") or () for e in f.get("evidence") or ()
+            }
             elapsed = sum(durations.get(e, 0.0) for e in ev_ids)
             case = ET.SubElement(
                 suite,
@@ -477,7 +490,9 @@ def render_junit(results: Mapping[str, Any] | Any) -> str:
             findings = [f for c in checks for f in c.get("findings") or ()]
             if status == "failed":
                 counts["failures"] += 1
-                first = next((f for f in findings if f.get("severity") == "error"), findings[0] if findings else None)
+                first = next(
+                    (f for f in findings if f.get("severity") == "error"), findings[0] if findings else None
+                )
                 lines = [_finding_line(f) for f in findings]
                 lines += [
                     f"{c.get('scenario')}/{c.get('step')}/{c.get('check')}: {c.get('reason')}"
@@ -530,31 +545,50 @@ def render_json(results: Mapping[str, Any] | Any) -> str:
 
 
 def render_pdf(
-    results: Mapping[str, Any] | Any, *, lang: str = "fr", maturity_model: Mapping[str, Any] | None = None
+    results: Mapping[str, Any] | Any,
+    out: Path | None = None,
+    *,
+    lang: str = "fr",
+    maturity_model: Mapping[str, Any] | None = None,
 ) -> bytes:
-    """PDF of the HTML report through the optional ``weasyprint`` extra (``pip install segur-bench[pdf]``)."""
+    """PDF of the HTML report through the optional ``weasyprint`` extra; written to ``out`` if given.
+
+    Raises ImportError (with the install command) when the extra is missing, so callers can turn it
+    into a one-line exit 2.
+    """
     try:
         from weasyprint import HTML  # type: ignore[import-not-found, unused-ignore]
     except ImportError:
-        raise RuntimeError("PDF output needs the optional 'pdf' extra: pip install 'segur-bench[pdf]'") from None
+        raise ImportError(
+            "PDF output needs the optional 'pdf' extra: pip install 'segur-bench[pdf]'"
+        ) from None
     html = render_html(results, lang=lang, maturity_model=maturity_model)
-    # No base_url and a fetcher that refuses everything: the report must not reach the network.
+
     def _no_fetch(url: str, *args: Any, **kwargs: Any) -> Any:
+        # The report is self-contained; anything that tries to fetch is refused, never resolved.
         raise ValueError(f"refused to fetch {url!r} while rendering a report")
 
-    return cast(bytes, HTML(string=html, url_fetcher=_no_fetch).write_pdf())
+    pdf = cast(bytes, HTML(string=html, url_fetcher=_no_fetch).write_pdf())
+    if out is not None:
+        _atomic_write(Path(out), pdf)
+    return pdf
 
 
 def _atomic_write(path: Path, content: str | bytes) -> None:
-    """Write through a temporary file and rename: a reader (or a crash) never sees half a report."""
+    """Write through a temporary file and rename: a reader (or a crash) never sees half a report.
+
+    The temporary file is created with mode 0666 minus the umask (not mkstemp's 0600) so reports get
+    the permissions users expect from any other file they write.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(content.encode("utf-8") if isinstance(content, str) else content)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -573,7 +607,9 @@ def write_reports(
     """
     unknown = [f for f in formats if f not in FILENAMES and f != "pdf"]
     if unknown:
-        raise ValueError(f"unknown report format(s): {', '.join(unknown)} (expected json, html, junit, md, pdf)")
+        raise ValueError(
+            f"unknown report format(s): {', '.join(unknown)} (expected json, html, junit, md, pdf)"
+        )
     data = _as_dict(results)
     model = maturity_model if maturity_model is not None else load_maturity_model()
     out_dir = Path(out_dir)

@@ -48,7 +48,7 @@ FAULTS: dict[str, Fault] = _faults(
     Fault(
         "ins.bad-oid",
         "ins",
-        "Exposes a NIR under the INS-NIA OID (and an NIA under the INS-NIR OID).",
+        "Exposes the INS under the obsolete INS-C OID 1.2.250.1.213.1.4.2 instead of the INS-NIR/NIA OID.",
         ("SC.INS/va1.01", "SC.INS/va1.52"),
     ),
     Fault(
@@ -66,7 +66,7 @@ FAULTS: dict[str, Fault] = _faults(
     Fault(
         "ins.first-given-mismatch",
         "ins",
-        "Takes the last birth given name as first given name while the birth list stays right.",
+        "Takes the last birth given name (or one outside a one-name list) as first given name; list intact.",
         ("SC.INS/va1.51",),
     ),
     Fault(

@@ -34,7 +34,11 @@ class BackgroundServer:
         self.port = sock.getsockname()[1]
         self._sock = sock
         config = uvicorn.Config(
-            self.app, log_level="critical", access_log=False, lifespan="off", timeout_keep_alive=5,
+            self.app,
+            log_level="critical",
+            access_log=False,
+            lifespan="off",
+            timeout_keep_alive=5,
             timeout_graceful_shutdown=1,
         )
         server = uvicorn.Server(config)

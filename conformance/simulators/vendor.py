@@ -105,6 +105,7 @@ IPP_SYSTEM = "urn:segur-bench:reference-vendor:ipp"
 
 OID_INS_NIR = "1.2.250.1.213.1.4.8"
 OID_INS_NIA = "1.2.250.1.213.1.4.9"
+OID_INS_C = "1.2.250.1.213.1.4.2"  # the obsolete INS-C (computed INS): a real-world confusion
 # Identifier type code per INS OID (FR Core Patient INS slices).
 INS_TYPE_BY_OID = {
     OID_INS_NIR: "INS-NIR",
@@ -112,15 +113,12 @@ INS_TYPE_BY_OID = {
     "1.2.250.1.213.1.4.10": "INS-NIR-TEST",
     "1.2.250.1.213.1.4.11": "INS-NIR-DEMO",
 }
-# Documents accepted to qualify an INS identity (FR Core value set fr-core-vs-mode-validation-identity-ins).
+# Documents that may qualify an INS identity: FR Core 2.2.0 value set fr-core-vs-mode-validation-identity-ins.
 VALIDATION_MODES = {
     "CN": "Carte nationale d'identité",
     "PA": "Passeport",
-    "CS": "Carte de séjour",
     "AN": "Extrait d'acte de naissance",
     "LE": "Livret de famille",
-    "AC": "Acte de naissance + Carte vitale avec photo",
-    "IE": "Identification électronique EIDAS",
 }
 
 IdentityStatus = Literal["PROV", "RECUP", "VALI", "QUAL"]
@@ -565,7 +563,7 @@ SEARCH_PARAMS = ("identifier", "_id", "family", "given", "birthdate", "gender")
 
 
 class ReferenceVendor:
-    """State and behaviour of the reference vendor; ``app()`` exposes it over HTTP."""
+    """State and behaviour of the reference vendor; ``create_vendor_app`` exposes it over HTTP."""
 
     def __init__(
         self,
@@ -607,11 +605,17 @@ class ReferenceVendor:
     # -- driver actions ----------------------------------------------------------------------------
 
     def validate(self, action: str, params: dict[str, Any], services: dict[str, Any]) -> None:
-        """Reject malformed parameters before anything runs (answered 400, nothing stored)."""
+        """Reject malformed parameters before anything runs (answered 400, nothing stored).
+
+        A dry run of the same parsers the action uses in its worker thread: they are cheap, and the
+        action code then reads like what a vendor writes, with no pre-parsed state to thread through.
+        """
         if action == "ins.fetch":
             insi = services.get("insi")
             if not isinstance(insi, str) or not insi.startswith(("http://", "https://")):
                 raise BadRequest("services.insi must be the http(s) URL of the INSi service")
+            if not isinstance(params.get("carte_vitale", False), bool):
+                raise BadRequest("params.carte_vitale must be true or false")
             if params.get("carte_vitale") is True:
                 _carte_vitale_params(params)
             else:
@@ -619,7 +623,7 @@ class ReferenceVendor:
         elif action == "ins.qualify":
             _str_param(params, "patient_id")
             mode = params.get("validation_mode", "CN")
-            if mode not in VALIDATION_MODES:
+            if not isinstance(mode, str) or mode not in VALIDATION_MODES:
                 raise BadRequest(f"params.validation_mode must be one of {', '.join(VALIDATION_MODES)}")
 
     def run(self, record: ActionRecord, params: dict[str, Any], services: dict[str, Any], base: str) -> None:
@@ -724,7 +728,7 @@ class ReferenceVendor:
             key = int(matricule[13:]) if matricule[13:].isdigit() else 0
             matricule = f"{matricule[:13]}{key % 97 + 1:02d}"
         if self.has("ins.bad-oid"):
-            oid = OID_INS_NIR if oid == OID_INS_NIA else OID_INS_NIA
+            oid = OID_INS_C
         if self.has("ins.missing-birth-place"):
             birth_place = None
         if self.has("ins.sex-mismatch"):
