@@ -47,21 +47,58 @@ def _patient() -> dict:
         "resourceType": "Patient",
         "id": "bench",
         "extension": [
-            {"url": "http://hl7.org/fhir/StructureDefinition/patient-birthPlace",
-             "valueAddress": {"extension": [{
-                 "url": "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-address-insee-code",
-                 "valueCoding": {"system": "https://mos.esante.gouv.fr/NOS/TRE_R13-CommuneOM/FHIR/TRE-R13-CommuneOM",
-                                 "code": "63220"}}]}},
-            {"url": "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-identity-reliability",
-             "extension": [{"url": "identityStatus", "valueCoding": {
-                 "system": "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-identity-status", "code": "QUAL"}}]},
+            {
+                "url": "http://hl7.org/fhir/StructureDefinition/patient-birthPlace",
+                "valueAddress": {
+                    "extension": [
+                        {
+                            "url": "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-address-insee-code",
+                            "valueCoding": {
+                                "system": "https://mos.esante.gouv.fr/NOS/TRE_R13-CommuneOM/FHIR/TRE-R13-CommuneOM",
+                                "code": "63220",
+                            },
+                        }
+                    ]
+                },
+            },
+            {
+                "url": "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-identity-reliability",
+                "extension": [
+                    {
+                        "url": "identityStatus",
+                        "valueCoding": {
+                            "system": "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-identity-status",
+                            "code": "QUAL",
+                        },
+                    }
+                ],
+            },
         ],
-        "identifier": [{"use": "official", "system": "urn:oid:1.2.250.1.213.1.4.8", "value": "109076322083489",
-                        "type": {"coding": [{"system": "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0203",
-                                             "code": "INS-NIR"}]}}],
-        "name": [{"use": "official", "family": "ECETINSI", "given": ["PIERRE-ALAIN", "MURIEL", "FLORIANT"],
-                  "extension": [{"url": "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-patient-birth-list-given-name",
-                                 "valueString": "PIERRE-ALAIN MURIEL FLORIANT"}]}],
+        "identifier": [
+            {
+                "use": "official",
+                "system": "urn:oid:1.2.250.1.213.1.4.8",
+                "value": "109076322083489",
+                "type": {
+                    "coding": [
+                        {"system": "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0203", "code": "INS-NIR"}
+                    ]
+                },
+            }
+        ],
+        "name": [
+            {
+                "use": "official",
+                "family": "ECETINSI",
+                "given": ["PIERRE-ALAIN", "MURIEL", "FLORIANT"],
+                "extension": [
+                    {
+                        "url": "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-patient-birth-list-given-name",
+                        "valueString": "PIERRE-ALAIN MURIEL FLORIANT",
+                    }
+                ],
+            }
+        ],
         "gender": "male",
         "birthDate": "2009-07-14",
     }
@@ -91,8 +128,10 @@ def bench_validation(seconds: float = 3.0) -> None:
         for i in range(400):
             (tmp / f"p{i}.json").write_text(json.dumps(pool[i % len(pool)]), encoding="utf-8")
         secs, code = timed([EXE, "validate", str(tmp), "--format", "json"])
-        print(f"validate CLI: 400 Patient files in {secs:.2f} s = {400 / secs:,.0f} files/s "
-              f"({os.cpu_count()} cores, exit {code})")
+        print(
+            f"validate CLI: 400 Patient files in {secs:.2f} s = {400 / secs:,.0f} files/s "
+            f"({os.cpu_count()} cores, exit {code})"
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -57,8 +57,12 @@ def _progress_handler(console: Console) -> tuple[Any, Any]:
     from conformance.engine.runner import RunStarted, ScenarioFinished, StepFinished
 
     progress = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, transient=False,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
     )
     state: dict[str, Any] = {}
 
@@ -120,8 +124,16 @@ def _operator(console: Console) -> Any:
 
 
 def _do_run(
-    target_ref: str, profile: str, service: str | None, out: Path, junit: Path | None, workers: int,
-    fail_on: FailOn, lang: str, await_timeout: float | None, target_obj: Any = None,
+    target_ref: str,
+    profile: str,
+    service: str | None,
+    out: Path,
+    junit: Path | None,
+    workers: int,
+    fail_on: FailOn,
+    lang: str,
+    await_timeout: float | None,
+    target_obj: Any = None,
 ) -> int:
     from conformance.engine.session import SessionOptions, run_session, stdin_is_interactive
     from conformance.engine.target import TargetError, resolve
@@ -138,16 +150,25 @@ def _do_run(
     if services:
         unknown = services - set(loaded.profile.services)
         if unknown:
-            fail(f"--service {','.join(sorted(unknown))}: not in profile {loaded.profile.id} "
-                 f"(services: {','.join(loaded.profile.services)})")
+            fail(
+                f"--service {','.join(sorted(unknown))}: not in profile {loaded.profile.id} "
+                f"(services: {','.join(loaded.profile.services)})"
+            )
     try:
         target = target_obj or resolve(target_ref)
     except TargetError as exc:
         fail(str(exc))
     console = _console()
     operator = _operator(console) if target.operator and stdin_is_interactive() else None
-    opts = SessionOptions(out_dir=out, workers=workers, services=services, fail_on=fail_on.value, junit=junit,
-                          lang=lang, await_timeout=await_timeout)
+    opts = SessionOptions(
+        out_dir=out,
+        workers=workers,
+        services=services,
+        fail_on=fail_on.value,
+        junit=junit,
+        lang=lang,
+        await_timeout=await_timeout,
+    )
     progress, handle = _progress_handler(console)
     try:
         result, code = run_session(target, loaded, opts, on_event=handle, operator=operator)
@@ -191,7 +212,9 @@ def demo(
         fail(str(exc))
     server = BackgroundServer(create_vendor_app(faults=faults), name="vendor").start()
     try:
-        _console().print(f"reference vendor on {server.url}" + (f" with faults {', '.join(sorted(faults))}" if faults else ""))
+        _console().print(
+            f"reference vendor on {server.url}" + (f" with faults {', '.join(sorted(faults))}" if faults else "")
+        )
         code = _do_run(server.url, "segur-v2-ins", None, out, None, workers, FailOn.mandatory, lang, 30.0)
     finally:
         server.stop()
@@ -234,8 +257,9 @@ def validate(
     else:
         text = ""
     if out is not None:
-        out.write_text(text if format is not VFormat.table else json.dumps(report, ensure_ascii=False, indent=2),
-                       encoding="utf-8")
+        out.write_text(
+            text if format is not VFormat.table else json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8"
+        )
     elif format is not VFormat.table:
         sys.stdout.write(text + "\n")
     if format is VFormat.table:
@@ -260,7 +284,9 @@ def _validation_table(report: dict[str, Any]) -> None:
             if finding is None:
                 table.add_row(*first, "", "", "", "")
             else:
-                table.add_row(*first, finding["rule"], finding["severity"], finding["message"], finding["location"] or "")
+                table.add_row(
+                    *first, finding["rule"], finding["severity"], finding["message"], finding["location"] or ""
+                )
     console.print(table)
     s = report["summary"]
     console.print(f"{s['files']} files: {s['passed']} passed, {s['failed']} failed, {s['error']} error")
@@ -270,8 +296,10 @@ def _validation_junit(report: dict[str, Any]) -> str:
     from xml.sax.saxutils import quoteattr
 
     s = report["summary"]
-    lines = [f'<?xml version="1.0" encoding="UTF-8"?>',
-             f'<testsuite name="segur-bench validate" tests="{s["files"]}" failures="{s["failed"]}" errors="{s["error"]}">']
+    lines = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        f'<testsuite name="segur-bench validate" tests="{s["files"]}" failures="{s["failed"]}" errors="{s["error"]}">',
+    ]
     for f in report["files"]:
         lines.append(f'  <testcase classname="validate.{f["kind"]}" name={quoteattr(f["path"])}>')
         errs = [x for x in f["findings"] if x["severity"] == "error"]
@@ -292,11 +320,15 @@ class SimWhat(str, Enum):
 
 @app.command()
 def sim(
-    what: Annotated[SimWhat, typer.Argument(help="vendor: the reference vendor; services: national-service doubles.")] = SimWhat.vendor,
+    what: Annotated[
+        SimWhat, typer.Argument(help="vendor: the reference vendor; services: national-service doubles.")
+    ] = SimWhat.vendor,
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0 = any free port).")] = 8080,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     fault: Annotated[list[str] | None, typer.Option(help="Fault to inject (repeatable); see --list-faults.")] = None,
-    list_faults: Annotated[bool, typer.Option("--list-faults", help="List the faults and the requirements each breaks.")] = False,
+    list_faults: Annotated[
+        bool, typer.Option("--list-faults", help="List the faults and the requirements each breaks.")
+    ] = False,
 ) -> None:
     """Start the reference vendor (with optional faults) or the national-service simulators."""
     from conformance.simulators.faults import FAULTS, parse_faults
@@ -337,7 +369,9 @@ def sim(
     except RuntimeError as exc:
         fail(str(exc))
     console = _console()
-    console.print(f"{label} listening on {server.url}" + (f" with faults {', '.join(sorted(faults))}" if faults else ""))
+    console.print(
+        f"{label} listening on {server.url}" + (f" with faults {', '.join(sorted(faults))}" if faults else "")
+    )
     console.print("Ctrl-C to stop.")
     try:
         threading.Event().wait()
@@ -384,11 +418,8 @@ def report(
     if format is RFormat.pdf:
         if out is None:
             fail("--format pdf needs --out FILE")
-        render_pdf = getattr(r, "render_pdf", None)
-        if render_pdf is None:
-            fail("PDF output needs the optional extra: pip install 'segur-bench[pdf]'")
         try:
-            render_pdf(data, out, lang=lang)
+            r.render_pdf(data, out, lang=lang)
         except ImportError:
             fail("PDF output needs the optional extra: pip install 'segur-bench[pdf]'")
         raise typer.Exit(0)
@@ -444,7 +475,9 @@ def profiles_show(profile_id: Annotated[str, typer.Argument(help="Profile id or 
     for col in ("Requirement", "Crit.", "Wave", "Rules", "Scenarios", "Title"):
         table.add_column(col, overflow="fold")
     for r in p.requirements:
-        table.add_row(r.id, r.criticality, str(r.wave), ", ".join(r.rules), ", ".join(sorted(proof.get(r.id, []))) or "—", r.title)
+        table.add_row(
+            r.id, r.criticality, str(r.wave), ", ".join(r.rules), ", ".join(sorted(proof.get(r.id, []))) or "—", r.title
+        )
     console.print(table)
     for w in loaded.warnings:
         console.print(f"[yellow]warning[/] {w}")

@@ -85,7 +85,9 @@ def _lint_profile(profile: Profile, file: str, lines: dict[PathKey, int]) -> lis
         for j, rule in enumerate(req.rules):
             if not any(rule_matches(r, [rule]) for r in known_rules):
                 errors.append(
-                    DataError(file, line_of(lines, ("requirements", i, "rules", j)), f"{req.id}: unknown rule id {rule}")
+                    DataError(
+                        file, line_of(lines, ("requirements", i, "rules", j)), f"{req.id}: unknown rule id {rule}"
+                    )
                 )
         if req.service not in profile.services:
             errors.append(
@@ -112,7 +114,9 @@ def _lint_scenario(
                 where = line_of(lines, (part, i, "assert", j))
                 info = CHECKS.get(a.check)
                 if info is None:
-                    errors.append(DataError(file, where, f"unknown check {a.check}; known: {', '.join(sorted(CHECKS))}"))
+                    errors.append(
+                        DataError(file, where, f"unknown check {a.check}; known: {', '.join(sorted(CHECKS))}")
+                    )
                     continue
                 if profile is None:
                     continue

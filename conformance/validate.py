@@ -56,8 +56,14 @@ def _validate_fhir(data: bytes) -> list[Finding]:
         return [Finding("INPUT.JSON", "error", "not a FHIR resource (no resourceType)", "$")]
     found = patients_in(doc)
     if not found:
-        return [Finding("FHIR.RESOURCE-TYPE", "info", f"{doc['resourceType']}: no Patient, INS rules not applicable",
-                        doc["resourceType"])]
+        return [
+            Finding(
+                "FHIR.RESOURCE-TYPE",
+                "info",
+                f"{doc['resourceType']}: no Patient, INS rules not applicable",
+                doc["resourceType"],
+            )
+        ]
     out: list[Finding] = []
     for loc, res in found:
         out.extend(run_check("ins.patient", res, location=loc))
@@ -133,9 +139,10 @@ def validate_paths(paths: list[Path], kind: str = "auto", *, jobs: int | None = 
             entries = list(pool.map(validate_file, files, [kind] * len(files), chunksize=4))
     else:
         entries = [validate_file(f, kind) for f in files]
-    summary = {s: sum(1 for e in entries if e["status"] == s) for s in ("passed", "failed", "error")}
+    summary: dict[str, Any] = {s: sum(1 for e in entries if e["status"] == s) for s in ("passed", "failed", "error")}
     summary["files"] = len(entries)
     summary["findings"] = {
-        sev: sum(1 for e in entries for f in e["findings"] if f["severity"] == sev) for sev in ("error", "warning", "info")
+        sev: sum(1 for e in entries for f in e["findings"] if f["severity"] == sev)
+        for sev in ("error", "warning", "info")
     }
     return {"schema": VALIDATION_SCHEMA_ID, "files": entries, "summary": summary}

@@ -8,7 +8,7 @@ every node under that path.
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -78,7 +78,7 @@ def line_of(lines: dict[PathKey, int], path: PathKey) -> int | None:
         p = p[:-1]
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_schema(name: str) -> dict[str, Any]:
     text = resources.files("conformance.schemas").joinpath(name).read_text(encoding="utf-8")
     schema: dict[str, Any] = json.loads(text)

@@ -31,13 +31,19 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def run_cli(*args: str, timeout: float = 120, env: dict[str, str] | None = None,
-            input: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, timeout: float = 120, env: dict[str, str] | None = None, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the real console script; never inherits a TTY."""
     full_env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", **(env or {})}
     return subprocess.run(
-        [EXE, *args], capture_output=True, text=True, timeout=timeout, env=full_env,
-        input=input if input is not None else "", check=False,
+        [EXE, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        input=input if input is not None else "",
+        check=False,
     )
 
 

@@ -17,12 +17,18 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-XXE = (b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
-       b'<Patient xmlns="http://hl7.org/fhir">&x;</Patient>')
-BOMB = (b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
-        + b"".join(f'<!ENTITY lol{i} "{("&lol" + str(i - 1) + ";") * 10 if i > 1 else "&lol;" * 10}">'.encode()
-                   for i in range(1, 10))
-        + b']><lolz>&lol9;</lolz>')
+XXE = (
+    b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+    b'<Patient xmlns="http://hl7.org/fhir">&x;</Patient>'
+)
+BOMB = (
+    b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+    + b"".join(
+        f'<!ENTITY lol{i} "{("&lol" + str(i - 1) + ";") * 10 if i > 1 else "&lol;" * 10}">'.encode()
+        for i in range(1, 10)
+    )
+    + b"]><lolz>&lol9;</lolz>"
+)
 
 MODES: dict[str, tuple[str, bytes]] = {
     "malformed-json": ("application/fhir+json", b'{"resourceType": "Patient", "id": '),
@@ -50,12 +56,15 @@ class HostileFhir:
             return
         if self.mode == "echo-auth":
             headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-            body = ('{"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "security", '
-                    f'"diagnostics": "you sent {headers.get("authorization", "")}"}}]}}').encode()
+            body = (
+                '{"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "security", '
+                f'"diagnostics": "you sent {headers.get("authorization", "")}"}}]}}'
+            ).encode()
             ctype = "application/fhir+json"
         elif self.mode == "huge":
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-type", b"application/fhir+json")]})
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/fhir+json")]}
+            )
             chunk = b" " * (1024 * 1024)
             for _ in range(50):
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -63,8 +72,13 @@ class HostileFhir:
             return
         else:
             ctype, body = MODES[self.mode]
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", ctype.encode()), (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", ctype.encode()), (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 

@@ -33,9 +33,7 @@ DEFAULTS: dict[str, str] = {
     ),
     "gender": '<administrativeGenderCode code="F" codeSystem="2.16.840.1.113883.5.1"/>',
     "birth": '<birthTime value="19970226"/>',
-    "place": (
-        "<birthplace><place><addr><county>2A020</county><city>AJACCIO</city></addr></place></birthplace>"
-    ),
+    "place": ("<birthplace><place><addr><county>2A020</county><city>AJACCIO</city></addr></place></birthplace>"),
 }
 
 
@@ -116,7 +114,8 @@ def test_split_name_elements_are_gathered() -> None:
             f"{RT}/id[2]/@extension",
         ),
         ({"ids": '<id root="1.2.250.1.213.1.4.8"/>'}, "INS.MATRICULE.FORMAT", f"{RT}/id[1]"),
-        ({"ids": f'<id root="1.2.250.1.213.1.4.9" extension="{INS}"/>'}, "INS.OID", f"{RT}/id[1]/@root"),
+        # An NIA (first digit 8) under the INS-NIR OID.
+        ({"ids": '<id root="1.2.250.1.213.1.4.8" extension="897022A02077869"/>'}, "INS.OID", f"{RT}/id[1]/@root"),
         ({"gender": '<administrativeGenderCode code="M"/>'}, "INS.NIR.SEX", f"{RT}/id[1]/@extension"),
         ({"birth": '<birthTime value="19980226"/>'}, "INS.NIR.BIRTHDATE", f"{RT}/id[1]/@extension"),
         ({"birth": '<birthTime value="199702"/>'}, "INS.TRAITS.FORMAT", f"{RT}/patient/birthTime/@value"),

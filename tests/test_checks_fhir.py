@@ -31,9 +31,7 @@ class Exchange:
     body: bytes = b""
 
 
-def exchange(
-    payload: Any, *, status: int = 200, content_type: str | None = "application/fhir+json"
-) -> Exchange:
+def exchange(payload: Any, *, status: int = 200, content_type: str | None = "application/fhir+json") -> Exchange:
     headers = {} if content_type is None else {"Content-Type": content_type}
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode("utf-8")
     return Exchange(status, headers, body)
@@ -113,9 +111,7 @@ def test_status_other_than_200_is_status_only(status: int) -> None:
     assert rules(read(exchange(outcome, status=status, content_type="text/html"))) == {"FHIR.STATUS"}
 
 
-@pytest.mark.parametrize(
-    "ct", ["application/json", "application/json+fhir", "APPLICATION/JSON; charset=utf-8"]
-)
+@pytest.mark.parametrize("ct", ["application/json", "application/json+fhir", "APPLICATION/JSON; charset=utf-8"])
 def test_legacy_json_content_types_are_warnings(ct: str) -> None:
     [finding] = read(exchange(pat(), content_type=ct))
     assert finding.rule == "FHIR.CONTENT-TYPE" and finding.severity == "warning"
@@ -192,9 +188,7 @@ def test_paging_total_above_page_size() -> None:
 
 def test_included_and_outcome_entries_are_not_matches() -> None:
     body = searchset(pat())
-    body["entry"].append(
-        {"resource": {"resourceType": "Organization", "id": "o"}, "search": {"mode": "include"}}
-    )
+    body["entry"].append({"resource": {"resourceType": "Organization", "id": "o"}, "search": {"mode": "include"}})
     body["entry"].append({"resource": {"resourceType": "OperationOutcome"}, "search": {"mode": "outcome"}})
     assert search(exchange(body), identifier=f"{INS_SYSTEM}|{INS_A}") == []
 
@@ -249,9 +243,7 @@ def test_search_without_the_wanted_patient() -> None:
 
 def test_search_system_must_match() -> None:
     body = searchset(pat())
-    assert rules(search(exchange(body), identifier=f"urn:oid:1.2.250.1.213.1.4.10|{INS_A}")) == {
-        "FHIR.SEARCH"
-    }
+    assert rules(search(exchange(body), identifier=f"urn:oid:1.2.250.1.213.1.4.10|{INS_A}")) == {"FHIR.SEARCH"}
 
 
 def test_search_with_empty_system_matches_identifiers_without_system() -> None:
@@ -322,9 +314,7 @@ def test_patients_in_a_patient_and_a_bundle() -> None:
     assert [r["id"] for _, r in found] == ["a", "b"]
 
 
-@pytest.mark.parametrize(
-    "payload", [None, [], "x", {"resourceType": "Organization"}, {"resourceType": "Bundle"}]
-)
+@pytest.mark.parametrize("payload", [None, [], "x", {"resourceType": "Organization"}, {"resourceType": "Bundle"}])
 def test_patients_in_nothing(payload: Any) -> None:
     assert patients_in(payload) == []
 
@@ -344,10 +334,7 @@ def test_official_searchset_example_is_a_valid_bundle() -> None:
     path = SHARED / "fhir" / "examples" / "pdsm4dmp__Bundle-example-annexe-searchset-documentreferences.json"
     body = path.read_bytes()
     assert (
-        search(
-            Exchange(200, {"Content-Type": "application/fhir+json"}, body), resource_type="DocumentReference"
-        )
-        == []
+        search(Exchange(200, {"Content-Type": "application/fhir+json"}, body), resource_type="DocumentReference") == []
     )
     assert patients_in(json.loads(body)) == []
 

@@ -185,9 +185,7 @@ def test_corsica_codes_key_like_19_and_18(body: str) -> None:
         assert nir_key(body) == nir_key(body[:5] + "18" + body[7:])
 
 
-@pytest.mark.parametrize(
-    "body", ["", "12345", "1800320B20401", "18003 2B02040", "180032a020401", "1800322C20401"]
-)
+@pytest.mark.parametrize("body", ["", "12345", "1800320B20401", "18003 2B02040", "180032a020401", "1800322C20401"])
 def test_nir_key_refuses_malformed_bodies(body: str) -> None:
     with pytest.raises(ValueError):
         nir_key(body)
@@ -694,9 +692,7 @@ def test_shifted_birth_month_is_nir_birthdate_only(traits: dict[str, Any], shift
 
 _JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
-    ),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
     max_leaves=20,
 )
 _FIELDS = ["extension", "identifier", "name", "gender", "birthDate"]
@@ -723,9 +719,7 @@ def test_hostile_json_inside_a_conformant_patient_never_raises(field: str, value
     resource["extension"][1]["extension"] = [{"url": "identityStatus", "valueCoding": value}]
     findings(resource)
     resource = patient()
-    resource["extension"][1]["extension"] = [
-        {"url": "identityStatus", "valueCodeableConcept": {"coding": value}}
-    ]
+    resource["extension"][1]["extension"] = [{"url": "identityStatus", "valueCodeableConcept": {"coding": value}}]
     findings(resource)
     resource = patient()
     resource["extension"][1]["extension"] = [
@@ -820,9 +814,7 @@ def test_apostrophes_are_significant() -> None:
 
 def test_first_given_name_and_absent_traits_are_not_compared() -> None:
     assert coherence(patient(first_given="JEAN")) == []
-    absent = patient(
-        oid=None, birth_name=None, given_list=None, gender=None, birth_date=None, birth_place=None
-    )
+    absent = patient(oid=None, birth_name=None, given_list=None, gender=None, birth_date=None, birth_place=None)
     assert coherence(absent) == []
 
 
@@ -844,11 +836,7 @@ def test_registered_checks_declare_the_profile_rules() -> None:
     declared = set(CHECKS["ins.patient"].rules) | set(CHECKS["ins.coherence"].rules)
     profile = yaml.safe_load(PROFILE.read_text(encoding="utf-8"))
     used = {r for req in profile["requirements"] for r in req["rules"]}
-    mine = {
-        r
-        for r in used
-        if (r.startswith("INS.") and not r.startswith("INS.INSI.")) or r == "INS.INSI.COHERENCE"
-    }
+    mine = {r for r in used if (r.startswith("INS.") and not r.startswith("INS.INSI.")) or r == "INS.INSI.COHERENCE"}
     assert mine <= declared
 
 

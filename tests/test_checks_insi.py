@@ -154,18 +154,12 @@ def _replace(body: bytes, old: str, new: str) -> bytes:
 
 def _defects() -> list[Any]:
     base, headers = traits_request()
-    cv, cv_headers = build_carte_vitale_request(
-        {"nir": "297022A02077878", "birth_date": "1997-02-26"}, lps=LPS
-    )
+    cv, cv_headers = build_carte_vitale_request({"nir": "297022A02077878", "birth_date": "1997-02-26"}, lps=LPS)
     return [
         pytest.param(*traits_request(soap_version="1.1"), {}, "INS.INSI.ENVELOPE", id="soap-1.1"),
-        pytest.param(
-            base, {"Content-Type": "text/xml; charset=utf-8"}, {}, "INS.INSI.ENVELOPE", id="text-xml"
-        ),
+        pytest.param(base, {"Content-Type": "text/xml; charset=utf-8"}, {}, "INS.INSI.ENVELOPE", id="text-xml"),
         pytest.param(base, {}, {}, "INS.INSI.ENVELOPE", id="no-content-type"),
-        pytest.param(
-            _replace(base, r"<soap:Body>.*</soap:Body>", ""), headers, {}, "INS.INSI.ENVELOPE", id="no-body"
-        ),
+        pytest.param(_replace(base, r"<soap:Body>.*</soap:Body>", ""), headers, {}, "INS.INSI.ENVELOPE", id="no-body"),
         pytest.param(
             _replace(base, r"<ctxlps:ContexteLPS.*</ctxlps:ContexteLPS>", ""),
             headers,
@@ -210,15 +204,9 @@ def _defects() -> list[Any]:
             "INS.INSI.OPERATION",
             id="body-namespace",
         ),
-        pytest.param(
-            _replace(base, "1997-02-26", "26/02/1997"), headers, {}, "INS.INSI.TRAITS", id="bad-date-format"
-        ),
-        pytest.param(
-            _replace(base, "1997-02-26", "1997-13-26"), headers, {}, "INS.INSI.TRAITS", id="bad-month"
-        ),
-        pytest.param(
-            _replace(base, "<rs:Sexe>F", "<rs:Sexe>X"), headers, {}, "INS.INSI.TRAITS", id="bad-sex"
-        ),
+        pytest.param(_replace(base, "1997-02-26", "26/02/1997"), headers, {}, "INS.INSI.TRAITS", id="bad-date-format"),
+        pytest.param(_replace(base, "1997-02-26", "1997-13-26"), headers, {}, "INS.INSI.TRAITS", id="bad-month"),
+        pytest.param(_replace(base, "<rs:Sexe>F", "<rs:Sexe>X"), headers, {}, "INS.INSI.TRAITS", id="bad-sex"),
         pytest.param(_replace(base, "2A020", "PARIS"), headers, {}, "INS.INSI.TRAITS", id="bad-cog"),
         pytest.param(
             _replace(base, r"<rs:Prenom>DOMINIQUE</rs:Prenom>", ""),
@@ -228,9 +216,7 @@ def _defects() -> list[Any]:
             id="no-prenom",
         ),
         pytest.param(
-            _replace(
-                base, r"<rs:NomNaissance>ADRTROIS</rs:NomNaissance>", "<NomNaissance>ADRTROIS</NomNaissance>"
-            ),
+            _replace(base, r"<rs:NomNaissance>ADRTROIS</rs:NomNaissance>", "<NomNaissance>ADRTROIS</NomNaissance>"),
             headers,
             {},
             "INS.INSI.TRAITS",
@@ -314,8 +300,7 @@ XXE = b"""<?xml version="1.0"?>
 LAUGHS = (
     b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
     + b"".join(
-        f'<!ENTITY lol{i} "{("&lol" + (str(i - 1) if i > 1 else "") + ";") * 10}">'.encode()
-        for i in range(1, 10)
+        f'<!ENTITY lol{i} "{("&lol" + (str(i - 1) if i > 1 else "") + ";") * 10}">'.encode() for i in range(1, 10)
     )
     + b"]><lolz>&lol9;</lolz>"
 )

@@ -31,15 +31,18 @@ def _one_line_error(proc: Any) -> str:
     return err[0]
 
 
-@pytest.mark.parametrize("mode, rule", [
-    ("malformed-json", "INPUT.JSON"),
-    ("xxe", "INPUT.JSON"),
-    ("entity-bomb", "INPUT.JSON"),
-    ("not-json-html", "INPUT.JSON"),
-    ("invalid-utf8", "INPUT.ENCODING"),
-    ("huge", "INPUT.TOO-LARGE"),
-    ("hang", "INPUT.TIMEOUT"),
-])
+@pytest.mark.parametrize(
+    "mode, rule",
+    [
+        ("malformed-json", "INPUT.JSON"),
+        ("xxe", "INPUT.JSON"),
+        ("entity-bomb", "INPUT.JSON"),
+        ("not-json-html", "INPUT.JSON"),
+        ("invalid-utf8", "INPUT.ENCODING"),
+        ("huge", "INPUT.TOO-LARGE"),
+        ("hang", "INPUT.TIMEOUT"),
+    ],
+)
 def test_hostile_fhir_answers_become_input_findings(mode: str, rule: str, tmp_path: Path) -> None:
     srv = BackgroundServer(HostileFhir(create_vendor_app(), mode), name="hostile").start()
     try:

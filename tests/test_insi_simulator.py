@@ -166,9 +166,7 @@ def test_parse_request_reads_contexts_and_action() -> None:
 
 
 def test_parse_request_is_lenient_on_soap_11_and_raises_on_hostile() -> None:
-    body, headers = build_traits_request(
-        traits_of("ADRUN-ZOE"), lps=LPS, soap_version="1.1", include_contexts=False
-    )
+    body, headers = build_traits_request(traits_of("ADRUN-ZOE"), lps=LPS, soap_version="1.1", include_contexts=False)
     req = parse_request(body, headers["Content-Type"], soap_action=headers["SOAPAction"])
     assert req.soap_version == "1.1" and req.operation == "traits"
     assert req.contexts == {"lps": None, "bam": None}
@@ -337,9 +335,7 @@ def test_any_path_is_served(sim: tuple[str, TrafficLog], path: str) -> None:
 
 def test_lenient_on_soap11_and_missing_contexts(sim: tuple[str, TrafficLog]) -> None:
     url, traffic = sim
-    body, headers = build_traits_request(
-        traits_of("ADRUN-ZOE"), lps=LPS, soap_version="1.1", include_contexts=False
-    )
+    body, headers = build_traits_request(traits_of("ADRUN-ZOE"), lps=LPS, soap_version="1.1", include_contexts=False)
     r = post(url, body, headers)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/xml")
     assert parse_response(r.content)["cr"] == "00"

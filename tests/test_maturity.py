@@ -31,11 +31,7 @@ def req(
     severities: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     findings = [Finding(f"X.{i}", s, "m").as_dict() for i, s in enumerate(severities)]  # type: ignore[arg-type]
-    checks = (
-        [CheckOutcome(scenario="s", step="t", check="c", status="passed", findings=findings)]
-        if findings
-        else []
-    )
+    checks = [CheckOutcome(scenario="s", step="t", check="c", status="passed", findings=findings)] if findings else []
     return RequirementResult(
         id=rid,
         title=rid,
@@ -231,9 +227,7 @@ def test_english_labels_and_run_result_input(model: dict[str, Any]) -> None:
 def test_condition_vocabulary() -> None:
     from conformance.report.maturity import _facts
 
-    facts = [
-        _facts(r) for r in (req("a", "passed"), req("b", "failed", criticality="minor"), req("c", "passed"))
-    ]
+    facts = [_facts(r) for r in (req("a", "passed"), req("b", "failed", criticality="minor"), req("c", "passed"))]
     assert evaluate({"any": {}, "status_in": ["passed"], "at_least": 2}, facts)
     assert not evaluate({"any": {}, "status_in": ["passed"], "at_least": 3}, facts)
     assert evaluate({"not": {"all": {}, "status_in": ["passed"]}}, facts)

@@ -26,9 +26,7 @@ from conformance.report import (
 )
 from conformance.report.render import BODY_LIMIT, md_escape
 
-SCHEMA = json.loads(
-    (Path(__file__).resolve().parents[1] / "conformance/schemas/results.schema.json").read_text()
-)
+SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "conformance/schemas/results.schema.json").read_text())
 
 HOSTILE = "<script>alert('pwned')</script>"
 HOSTILE_IMG = '<img src="https://evil.example/x.png" onerror=alert(1)>'
@@ -181,9 +179,7 @@ def test_results_json_matches_shipped_schema(run: dict[str, Any]) -> None:
     jsonschema.Draft202012Validator.check_schema(SCHEMA)
     jsonschema.validate(json.loads(render_json(run)), SCHEMA, cls=jsonschema.Draft202012Validator)
     assert validate_results(run) == []
-    empty = RunResult(
-        schema=RESULTS_SCHEMA_ID, run_id="r", tool={}, profile={}, target={}, started="t"
-    ).to_json_dict()
+    empty = RunResult(schema=RESULTS_SCHEMA_ID, run_id="r", tool={}, profile={}, target={}, started="t").to_json_dict()
     assert validate_results(empty) == []
 
 
@@ -415,15 +411,11 @@ def synthetic_run(n: int = 1000) -> dict[str, Any]:
     reqs, evidence = [], []
     for i in range(n):
         eid = f"ev-{i:04d}"
-        evidence.append(
-            _evidence(eid, body=json.dumps({"resourceType": "Patient", "id": str(i), "pad": "y" * 1500}))
-        )
+        evidence.append(_evidence(eid, body=json.dumps({"resourceType": "Patient", "id": str(i), "pad": "y" * 1500})))
         status = statuses[i % len(statuses)]
         findings = (
             [
-                Finding(f"INS.R{j}", "error", f"constat {j} <b>{i}</b>", f"/x/{j}")
-                .with_evidence(eid)
-                .as_dict()
+                Finding(f"INS.R{j}", "error", f"constat {j} <b>{i}</b>", f"/x/{j}").with_evidence(eid).as_dict()
                 for j in range(3)
             ]
             if status == "failed"

@@ -33,8 +33,9 @@ def test_bearer_token_and_password_never_appear_anywhere(tmp_path: Path) -> None
     )
     out = tmp_path / "out"
     try:
-        proc = run_cli("run", "--target", str(target), "--out", str(out),
-                       env={"VENDOR_TOKEN": TOKEN, "VENDOR_PASSWORD": PASSWORD})
+        proc = run_cli(
+            "run", "--target", str(target), "--out", str(out), env={"VENDOR_TOKEN": TOKEN, "VENDOR_PASSWORD": PASSWORD}
+        )
     finally:
         srv.stop()
     assert proc.returncode == 1  # the echoing vendor serves no Patient
@@ -61,9 +62,13 @@ def test_sigint_leaves_valid_incomplete_results_and_report(tmp_path: Path) -> No
     target = tmp_path / "target.toml"
     target.write_text(f'[target]\nbase = "{srv.url}"\n[timeouts]\nhttp = 30\nawait = 30\n', encoding="utf-8")
     out = tmp_path / "out"
-    proc = subprocess.Popen([EXE, "run", "--target", str(target), "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "NO_COLOR": "1"})
+    proc = subprocess.Popen(
+        [EXE, "run", "--target", str(target), "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
     try:
         deadline = time.monotonic() + 30
         while not (out / "results.json").exists() and time.monotonic() < deadline:

@@ -13,21 +13,56 @@ from tests.hostile import BOMB
 GOOD = {
     "resourceType": "Patient",
     "extension": [
-        {"url": "http://hl7.org/fhir/StructureDefinition/patient-birthPlace",
-         "valueAddress": {"extension": [{
-             "url": "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-address-insee-code",
-             "valueCoding": {"system": "https://mos.esante.gouv.fr/NOS/TRE_R13-CommuneOM/FHIR/TRE-R13-CommuneOM",
-                             "code": "2A020"}}]}},
-        {"url": "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-identity-reliability",
-         "extension": [{"url": "identityStatus", "valueCoding": {
-             "system": "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0445", "code": "VALI"}}]},
+        {
+            "url": "http://hl7.org/fhir/StructureDefinition/patient-birthPlace",
+            "valueAddress": {
+                "extension": [
+                    {
+                        "url": "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-address-insee-code",
+                        "valueCoding": {
+                            "system": "https://mos.esante.gouv.fr/NOS/TRE_R13-CommuneOM/FHIR/TRE-R13-CommuneOM",
+                            "code": "2A020",
+                        },
+                    }
+                ]
+            },
+        },
+        {
+            "url": "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-identity-reliability",
+            "extension": [
+                {
+                    "url": "identityStatus",
+                    "valueCoding": {
+                        "system": "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0445",
+                        "code": "VALI",
+                    },
+                }
+            ],
+        },
     ],
-    "identifier": [{"use": "official", "system": "urn:oid:1.2.250.1.213.1.4.8", "value": "297022A02077878",
-                    "type": {"coding": [{"system": "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0203",
-                                         "code": "INS-NIR"}]}}],
-    "name": [{"use": "official", "family": "ADRTROIS", "given": ["DOMINIQUE"],
-              "extension": [{"url": "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-patient-birth-list-given-name",
-                             "valueString": "DOMINIQUE"}]}],
+    "identifier": [
+        {
+            "use": "official",
+            "system": "urn:oid:1.2.250.1.213.1.4.8",
+            "value": "297022A02077878",
+            "type": {
+                "coding": [{"system": "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0203", "code": "INS-NIR"}]
+            },
+        }
+    ],
+    "name": [
+        {
+            "use": "official",
+            "family": "ADRTROIS",
+            "given": ["DOMINIQUE"],
+            "extension": [
+                {
+                    "url": "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-patient-birth-list-given-name",
+                    "valueString": "DOMINIQUE",
+                }
+            ],
+        }
+    ],
     "gender": "female",
     "birthDate": "1997-02-26",
 }

@@ -267,10 +267,7 @@ def test_action_outcome_is_kept_and_a_retry_does_not_run_twice(vendor: Harness) 
     seq = vendor.traffic.last_seq
     again = vendor.act("ins.fetch", ECETINSI, action_id=action_id)
     assert again["result"] == first["result"]
-    assert (
-        vendor.traffic.wait(lambda r: r.facts.get("action_id") == action_id, timeout=0.3, after_seq=seq)
-        is None
-    )
+    assert vendor.traffic.wait(lambda r: r.facts.get("action_id") == action_id, timeout=0.3, after_seq=seq) is None
 
 
 def test_failed_actions_answer_200_failed(vendor: Harness) -> None:
@@ -283,9 +280,7 @@ def test_failed_actions_answer_200_failed(vendor: Harness) -> None:
 
 
 def test_insi_soap_fault_fails_the_action(vendor: Harness) -> None:
-    gated = GatedInsi(
-        fault=build_fault("siram_100", "Erreur", detail_code="desir_550", detail_text="IDAM inconnu")
-    )
+    gated = GatedInsi(fault=build_fault("siram_100", "Erreur", detail_code="desir_550", detail_text="IDAM inconnu"))
     gated.release.set()
     with BackgroundServer(gated.app(), name="insi-fault") as server:
         vendor.insi_url = server.url + "/lps"
@@ -388,9 +383,7 @@ def test_qualified_identity_exposes_the_ins(vendor: Harness) -> None:
     assert ins["use"] == "official"
     assert ins["system"] == f"urn:oid:{OID_NIR}" and ins["value"] == ECETINSI_INS
     assert ins["type"]["coding"][0]["code"] == "INS-NIR"
-    assert patient["meta"]["profile"] == [
-        "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-patient-ins"
-    ]
+    assert patient["meta"]["profile"] == ["https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-patient-ins"]
 
 
 def test_nia_is_exposed_under_the_nia_oid(vendor: Harness) -> None:

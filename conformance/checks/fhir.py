@@ -80,18 +80,14 @@ def _content_type_findings(exchange: Any, location: str) -> Iterator[Finding]:
     if media == FHIR_JSON:
         pass
     elif media in LEGACY_JSON:
-        yield Finding(
-            CONTENT_TYPE, "warning", f"Content-Type {media} tolerated; {FHIR_JSON} expected", location
-        )
+        yield Finding(CONTENT_TYPE, "warning", f"Content-Type {media} tolerated; {FHIR_JSON} expected", location)
     else:
         yield Finding(CONTENT_TYPE, "error", f"Content-Type {raw!r} is not {FHIR_JSON}", location)
         return
     for param in params:
         key, _, value = param.partition("=")
         if key.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
-            yield Finding(
-                CONTENT_TYPE, "error", f"charset {value.strip()!r}: FHIR bodies are UTF-8", location
-            )
+            yield Finding(CONTENT_TYPE, "error", f"charset {value.strip()!r}: FHIR bodies are UTF-8", location)
 
 
 def _body(exchange: Any, location: str) -> tuple[Any, Finding | None]:
@@ -190,17 +186,13 @@ def _bundle_findings(data: Any, resource_type: str) -> Iterator[Finding]:
             continue
         mode = entry.get("search", {}).get("mode") if isinstance(entry.get("search"), dict) else None
         if mode not in (None, "match", "include", "outcome"):
-            yield Finding(
-                BUNDLE, "error", f"search.mode {mode!r} is not match/include/outcome", f"{loc}.search.mode"
-            )
+            yield Finding(BUNDLE, "error", f"search.mode {mode!r} is not match/include/outcome", f"{loc}.search.mode")
         if mode == "match" or (mode is None and resource.get("resourceType") == resource_type):
             matches += 1
     total = data.get("total")
     if total is not None:
         if not isinstance(total, int) or isinstance(total, bool) or total < 0:
-            yield Finding(
-                BUNDLE, "error", f"Bundle.total {total!r} is not a non-negative integer", "Bundle.total"
-            )
+            yield Finding(BUNDLE, "error", f"Bundle.total {total!r} is not a non-negative integer", "Bundle.total")
         elif total < matches:
             yield Finding(
                 BUNDLE,
@@ -254,9 +246,7 @@ def _search_findings(data: Any, resource_type: str, identifier: str) -> Iterator
             f"Bundle.entry[{i}].resource",
         )
     if hits == 0:
-        yield Finding(
-            SEARCH, "error", f"no {resource_type} carrying identifier {identifier} in the results", "Bundle"
-        )
+        yield Finding(SEARCH, "error", f"no {resource_type} carrying identifier {identifier} in the results", "Bundle")
 
 
 @check(

@@ -419,9 +419,7 @@ def _read_identifiers(ident: Identity, identifiers: list[Any], root: str) -> Non
         typed = [
             (j, c["code"])
             for j, c in enumerate(codings)
-            if isinstance(c.get("code"), str)
-            and c["code"] in TYPE_CODE_OID
-            and c.get("system") in (CS_V2_0203, None)
+            if isinstance(c.get("code"), str) and c["code"] in TYPE_CODE_OID and c.get("system") in (CS_V2_0203, None)
         ]
         if oid not in INS_OIDS and not typed:
             continue  # not an INS identifier (IPP, NSS, INS-C...)
@@ -440,9 +438,7 @@ def _read_identifiers(ident: Identity, identifiers: list[Any], root: str) -> Non
         shape = ident.shape
         if not isinstance(system, str) or not system:
             expected = f"urn:oid:{TYPE_CODE_OID[typed[0][1]]}" if typed else "urn:oid:<INS OID>"
-            shape.append(
-                Finding(FHIR_IDENTIFIER, "error", f"INS identifier without system (expected {expected})", loc)
-            )
+            shape.append(Finding(FHIR_IDENTIFIER, "error", f"INS identifier without system (expected {expected})", loc))
         elif not urn:
             hint = f"urn:oid:{oid}" if oid else f"urn:oid:{TYPE_CODE_OID[typed[0][1]]}"
             shape.append(
@@ -473,20 +469,15 @@ def _read_identifiers(ident: Identity, identifiers: list[Any], root: str) -> Non
                         where = f"{loc}.type.coding[{j}].system"
                     else:
                         message = (
-                            f"identifier type {found!r} does not match system urn:oid:{oid} "
-                            f"(expected {expected_code})"
+                            f"identifier type {found!r} does not match system urn:oid:{oid} (expected {expected_code})"
                         )
                         where = f"{loc}.type.coding[{j}].code"
                     shape.append(Finding(FHIR_IDENTIFIER, "error", message, where))
         if use is None:
-            shape.append(
-                Finding(FHIR_IDENTIFIER, "warning", "INS identifier without use ('official' expected)", loc)
-            )
+            shape.append(Finding(FHIR_IDENTIFIER, "warning", "INS identifier without use ('official' expected)", loc))
         elif use not in ("official", "old"):
             shape.append(
-                Finding(
-                    FHIR_IDENTIFIER, "error", f"INS identifier use {use!r} must be 'official'", f"{loc}.use"
-                )
+                Finding(FHIR_IDENTIFIER, "error", f"INS identifier use {use!r} must be 'official'", f"{loc}.use")
             )
     current = {(i.value, i.oid) for i in ident.ins if i.current}
     if len({v for v, _ in current}) > 1:
@@ -535,9 +526,7 @@ def identity_from_patient(resource: Mapping[str, Any], *, location: str = "Patie
 
     names = _list(resource.get("name"))
     locs["birth_name"] = locs["first_given_name"] = locs["given_names"] = f"{location}.name"
-    official_i = next(
-        (i for i, n in enumerate(names) if isinstance(n, dict) and n.get("use") == "official"), None
-    )
+    official_i = next((i for i, n in enumerate(names) if isinstance(n, dict) and n.get("use") == "official"), None)
     if official_i is not None:
         official = names[official_i]
         nloc = f"{location}.name[{official_i}]"
@@ -719,9 +708,7 @@ def _trait_findings(ident: Identity, *, traits_required: bool) -> Iterator[Findi
     elif ident.gender_kind == "invalid":
         yield Finding(TRAITS_FORMAT, "error", f"invalid sex code {ident.gender!r}", loc("sex"))
     elif ident.gender_kind == "undetermined" and has_ins:
-        yield Finding(
-            TRAITS_FORMAT, "error", f"sex {ident.gender!r} for an INS identity (M or F expected)", loc("sex")
-        )
+        yield Finding(TRAITS_FORMAT, "error", f"sex {ident.gender!r} for an INS identity (M or F expected)", loc("sex"))
 
     if ident.birth_place is None:
         if traits_required:
@@ -749,9 +736,7 @@ def _status_findings(ident: Identity) -> Iterator[Finding]:
         )
         return
     if code not in codes:
-        yield Finding(
-            STATUS_CODE, "error", f"identity status {code!r} is not a code of {system}", ident.loc("status")
-        )
+        yield Finding(STATUS_CODE, "error", f"identity status {code!r} is not a code of {system}", ident.loc("status"))
         return
     primary = ident.current_ins
     if primary is not None and not ident.qualified:
@@ -799,18 +784,11 @@ def coherence_findings(ident: Identity, expected: Mapping[str, Any]) -> Iterator
     """
 
     def differ(what: str, got: str, want: str, key: str) -> Finding:
-        return Finding(
-            INSI_COHERENCE, "error", f"{what} {got!r} differs from INSi's {want!r}", ident.loc(key)
-        )
+        return Finding(INSI_COHERENCE, "error", f"{what} {got!r} differs from INSi's {want!r}", ident.loc(key))
 
     primary = ident.current_ins
     want = expected.get("matricule") or expected.get("ins")
-    if (
-        primary is not None
-        and primary.value is not None
-        and isinstance(want, str)
-        and primary.value != want.strip()
-    ):
+    if primary is not None and primary.value is not None and isinstance(want, str) and primary.value != want.strip():
         yield Finding(
             INSI_COHERENCE,
             "error",
@@ -856,9 +834,7 @@ def _not_a_patient(resource: Any, location: str) -> Finding | None:
     if not isinstance(resource, Mapping):
         return Finding("INPUT.JSON", "error", "expected a FHIR Patient JSON object", location)
     if resource.get("resourceType") != "Patient":
-        return Finding(
-            "INPUT.JSON", "error", f"expected a Patient, got {resource.get('resourceType')!r}", location
-        )
+        return Finding("INPUT.JSON", "error", f"expected a Patient, got {resource.get('resourceType')!r}", location)
     return None
 
 

@@ -160,9 +160,7 @@ def _sequence(
         name = _local(child)
         if name not in order or _ns(child) != ns:
             where = f"namespace {_ns(child)!r}" if name in order else "this schema"
-            findings.append(
-                _f(rule, f"unexpected element {name} (in {where}; expected {ns!r})", f"{path}/{name}")
-            )
+            findings.append(_f(rule, f"unexpected element {name} (in {where}; expected {ns!r})", f"{path}/{name}"))
             continue
         index = order.index(name)
         if index < last:
@@ -177,9 +175,7 @@ def _sequence(
         found.setdefault(name, []).append(child)
     for name, items in found.items():
         if len(items) > 1 and name not in repeatable:
-            findings.append(
-                _f(rule, f"{name} appears {len(items)} times (at most once)", f"{path}/{prefix}:{name}")
-            )
+            findings.append(_f(rule, f"{name} appears {len(items)} times (at most once)", f"{path}/{prefix}:{name}"))
     return found, findings
 
 
@@ -296,9 +292,7 @@ def _operation(
         )
     for value, where in actions:
         if value != action:
-            yield _f(
-                rule, f"action {value!r} does not name the {element} operation; expected {action}", where
-            )
+            yield _f(rule, f"action {value!r} does not name the {element} operation; expected {action}", where)
 
 
 def _context(header: etree._Element | None) -> Iterator[Finding]:
@@ -364,16 +358,12 @@ def _common_context(
 
 def _contexte_lps(el: etree._Element) -> Iterator[Finding]:
     rule = "INS.INSI.CONTEXT"
-    found, findings = _common_context(
-        el, NS_CTXLPS, "CTXLPS", _LPS, "ctxlps", ("Id", "Temps", "Emetteur", "LPS")
-    )
+    found, findings = _common_context(el, NS_CTXLPS, "CTXLPS", _LPS, "ctxlps", ("Id", "Temps", "Emetteur", "LPS"))
     yield from findings
     soft = _one(found, "LPS")
     path = f"{_LPS}/ctxlps:LPS"
     if soft is None:
-        yield _f(
-            rule, "no LPS block: INSi authorises the software by its IDAM (fault desir_550 otherwise)", path
-        )
+        yield _f(rule, "no LPS block: INSi authorises the software by its IDAM (fault desir_550 otherwise)", path)
         return
     parts, problems = _sequence(
         soft, _ns(el), ("IDAM", "Version", "Instance", "Nom"), rule=rule, path=path, prefix="ctxlps"
@@ -413,9 +403,7 @@ def _contexte_bam(el: etree._Element) -> Iterator[Finding]:
     found, findings = _common_context(el, NS_CTXBAM, "CTXBAM", _BAM, "ctxbam", order)
     yield from findings
     if _one(found, "COUVERTURE") is None:
-        yield _f(
-            rule, "COUVERTURE is required by the CTXBAM XSD (it may be empty)", f"{_BAM}/ctxbam:COUVERTURE"
-        )
+        yield _f(rule, "COUVERTURE is required by the CTXBAM XSD (it may be empty)", f"{_BAM}/ctxbam:COUVERTURE")
     date_ref = _text(_one(found, "DateRef"))
     if date_ref and not _valid_datetime(date_ref):
         yield _f(rule, f"DateRef {date_ref!r} is not an xsd:dateTime", f"{_BAM}/ctxbam:DateRef")
@@ -472,11 +460,7 @@ def _traits(op_el: etree._Element, expected_traits: Mapping[str, Any] | None) ->
         return
     exp = _expected(expected_traits)
     if name and exp["birth_name"] and _fold(name) != _fold(exp["birth_name"]):
-        hint = (
-            " — the used name was sent instead of the birth name"
-            if _fold(name) == _fold(exp["used_name"])
-            else ""
-        )
+        hint = " — the used name was sent instead of the birth name" if _fold(name) == _fold(exp["used_name"]) else ""
         yield _f(
             rule,
             f"NomNaissance {name!r} is not the birth name {exp['birth_name']!r}{hint}",

@@ -64,10 +64,7 @@ def run_check(name: str, artefact: Any, **args: Any) -> list[Finding]:
 
 def rule_matches(rule: str, patterns: Iterable[str]) -> bool:
     """``INS.TRAITS.*`` style matching used to attribute findings to requirements."""
-    for p in patterns:
-        if p == rule or (p.endswith(".*") and rule.startswith(p[:-1])):
-            return True
-    return False
+    return any(p == rule or (p.endswith(".*") and rule.startswith(p[:-1])) for p in patterns)
 
 
 def iter_rules(service: str | None = None) -> Iterator[RuleInfo]:

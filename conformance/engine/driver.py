@@ -58,8 +58,13 @@ class DriverClient:
         deadline = time.monotonic() + timeout
         try:
             ex = self.http.request(
-                "POST", f"{self.base}/actions", name=f"driver {action}", scenario=scenario, json_body=body,
-                headers={"X-Segur-Bench-Action": aid}, timeout=timeout,
+                "POST",
+                f"{self.base}/actions",
+                name=f"driver {action}",
+                scenario=scenario,
+                json_body=body,
+                headers={"X-Segur-Bench-Action": aid},
+                timeout=timeout,
             )
         except TransportError as exc:
             raise DriverError(f"driver {action}: {exc.message}") from None
@@ -76,7 +81,10 @@ class DriverClient:
             time.sleep(0.25)
             try:
                 ex = self.http.request(
-                    "GET", f"{self.base}/actions/{aid}", name=f"driver {action} status", scenario=scenario,
+                    "GET",
+                    f"{self.base}/actions/{aid}",
+                    name=f"driver {action} status",
+                    scenario=scenario,
                     timeout=max(1.0, deadline - time.monotonic()),
                 )
             except TransportError as exc:

@@ -30,6 +30,7 @@ from conformance.engine.evidence import EvidenceStore, body_text, now_iso
 from conformance.engine.target import Target
 from conformance.engine.variables import Undefined, references, render
 from conformance.model import (
+    RESULTS_SCHEMA_ID,
     CheckOutcome,
     Finding,
     Profile,
@@ -167,7 +168,8 @@ class Engine:
                     continue
                 yield ev
         finally:
-            self._cancel.set() if remaining else None
+            if remaining:  # the consumer stopped early (Ctrl-C): let running scenarios wind down
+                self._cancel.set()
             pool.shutdown(wait=True, cancel_futures=True)
         yield RunFinished(self.result(complete=not self._cancel.is_set()))
 
@@ -177,6 +179,7 @@ class Engine:
         reqs = self._requirements(runs)
         tgt = self.ctx.target
         return RunResult(
+            schema=RESULTS_SCHEMA_ID,
             run_id=self.run_id,
             complete=complete,
             interrupted=interrupted,
@@ -188,8 +191,14 @@ class Engine:
             finished=now_iso(),
             requirements=reqs,
             scenarios=[
-                {"id": r.scenario.id, "title": r.scenario.title, "service": r.scenario.service,
-                 "status": r.status, "reason": r.reason, "steps": r.steps}
+                {
+                    "id": r.scenario.id,
+                    "title": r.scenario.title,
+                    "service": r.scenario.service,
+                    "status": r.status,
+                    "reason": r.reason,
+                    "steps": r.steps,
+                }
                 for r in runs.values()
             ],
             evidence=self.ctx.evidence.items(),
@@ -218,8 +227,15 @@ class Engine:
                 reason = next((o.reason for o in outcomes if o.status == "error" and o.reason), None)
             out.append(
                 RequirementResult(
-                    id=req.id, title=req.title, service=req.service, category=req.category,
-                    criticality=req.criticality, wave=req.wave, status=status, reason=reason, note=req.note,
+                    id=req.id,
+                    title=req.title,
+                    service=req.service,
+                    category=req.category,
+                    criticality=req.criticality,
+                    wave=req.wave,
+                    status=status,
+                    reason=reason,
+                    note=req.note,
                     checks=outcomes,
                 )
             )
@@ -260,8 +276,12 @@ class Engine:
             run.status, run.reason = "skipped", why
             for step in sc.steps():
                 for a in step.asserts:
-                    run.outcomes.append((a.requirement, CheckOutcome(
-                        scenario=sc.id, step=step.id, check=a.check, status="skipped", reason=why)))
+                    run.outcomes.append(
+                        (
+                            a.requirement,
+                            CheckOutcome(scenario=sc.id, step=step.id, check=a.check, status="skipped", reason=why),
+                        )
+                    )
             return
         variables: dict[str, Any] = {
             "target": self.ctx.target.vars(),
@@ -299,11 +319,30 @@ class Engine:
             except StepFailed as exc:
                 f = exc.finding
                 for a in step.asserts:
-                    run.outcomes.append((a.requirement, CheckOutcome(
-                        scenario=sc.id, step=step.id, check=a.check, status="failed",
-                        findings=[f.as_dict()], evidence=list(f.evidence), reason=f.message)))
-                run.steps.append({"id": step.id, "title": step.title, "status": "failed", "message": f.message,
-                                  "evidence": list(f.evidence), "duration_ms": _ms(t0)})
+                    run.outcomes.append(
+                        (
+                            a.requirement,
+                            CheckOutcome(
+                                scenario=sc.id,
+                                step=step.id,
+                                check=a.check,
+                                status="failed",
+                                findings=[f.as_dict()],
+                                evidence=list(f.evidence),
+                                reason=f.message,
+                            ),
+                        )
+                    )
+                run.steps.append(
+                    {
+                        "id": step.id,
+                        "title": step.title,
+                        "status": "failed",
+                        "message": f.message,
+                        "evidence": list(f.evidence),
+                        "duration_ms": _ms(t0),
+                    }
+                )
                 events.put(StepFinished(sc.id, step.id, "failed", f.message))
                 run.status = worst_status([run.status, "failed"])
                 if step.save_as:
@@ -318,15 +357,26 @@ class Engine:
                 statuses.append(outcome.status)
             status = worst_status(statuses) if statuses else "passed"
             run.status = worst_status([run.status, status]) if status != "skipped" else run.status
-            run.steps.append({"id": step.id, "title": step.title, "status": status, "message": "",
-                              "evidence": evidence, "duration_ms": _ms(t0)})
+            run.steps.append(
+                {
+                    "id": step.id,
+                    "title": step.title,
+                    "status": status,
+                    "message": "",
+                    "evidence": evidence,
+                    "duration_ms": _ms(t0),
+                }
+            )
             events.put(StepFinished(sc.id, step.id, status))
 
-    def _mark(self, run: _ScenarioRun, step: Step, status: Status, why: str,
-              events: queue.Queue[Event | None]) -> None:
+    def _mark(self, run: _ScenarioRun, step: Step, status: Status, why: str, events: queue.Queue[Event | None]) -> None:
         for a in step.asserts:
-            run.outcomes.append((a.requirement, CheckOutcome(
-                scenario=run.scenario.id, step=step.id, check=a.check, status=status, reason=why)))
+            run.outcomes.append(
+                (
+                    a.requirement,
+                    CheckOutcome(scenario=run.scenario.id, step=step.id, check=a.check, status=status, reason=why),
+                )
+            )
         run.steps.append({"id": step.id, "title": step.title, "status": status, "message": why, "evidence": []})
         if status == "error":
             run.status = worst_status([run.status, "error"])
@@ -351,7 +401,9 @@ class Engine:
         if step.op == "ask":
             if self.ctx.operator is None:
                 raise StepSkipped("no operator in an unattended run")
-            self.ctx.operator.prompt(str(render(step.params.get("text", step.title or step.id), variables, lenient=True)))
+            self.ctx.operator.prompt(
+                str(render(step.params.get("text", step.title or step.id), variables, lenient=True))
+            )
             self.ctx.operator.confirm(step.timeout or self.ctx.await_timeout)
             return None, None, []
         raise StepSkipped(f"step type {step.op} is not supported in this version")
@@ -364,8 +416,12 @@ class Engine:
         headers = {"Accept": "application/fhir+json", **(params.get("headers") or {})}
         try:
             ex = self.ctx.http.request(
-                params.get("method", "GET"), params["url"], name=step.title or step.id, scenario=sc.id,
-                headers=headers, timeout=step.timeout or self.ctx.step_timeout,
+                params.get("method", "GET"),
+                params["url"],
+                name=step.title or step.id,
+                scenario=sc.id,
+                headers=headers,
+                timeout=step.timeout or self.ctx.step_timeout,
             )
         except TransportError as exc:
             ev = [e.id for e in self.ctx.evidence.items() if e.scenario == sc.id][-1:]
@@ -388,7 +444,8 @@ class Engine:
         if self.ctx.driver is None:
             assert self.ctx.operator is not None  # guaranteed by _precondition
             services = self._services()
-            text = f"[{sc.id}] {step.title or action}\n  action: {action} {json.dumps(params.get('params', {}), ensure_ascii=False)}"
+            shown = json.dumps(params.get("params", {}), ensure_ascii=False)
+            text = f"[{sc.id}] {step.title or action}\n  action: {action} {shown}"
             text += "\n  services: " + ", ".join(f"{k}={v}" for k, v in services.items())
             self.ctx.operator.prompt(text)
             if action in ("ins.qualify",):
@@ -397,7 +454,11 @@ class Engine:
             raise StepSkipped(f"{action} done by the operator; no driver result to use")
         try:
             reply = self.ctx.driver.run(
-                action, params.get("params", {}), self._services(), scenario=sc.id, timeout=timeout,
+                action,
+                params.get("params", {}),
+                self._services(),
+                scenario=sc.id,
+                timeout=timeout,
                 cancelled=self._cancel.is_set,
             )
         except DriverError as exc:
@@ -408,9 +469,7 @@ class Engine:
         ev_ids = [reply["evidence"]] if reply.get("evidence") else []
         return reply, reply, ev_ids
 
-    def _await(
-        self, sc: Scenario, step: Step, variables: dict[str, Any], after_seq: int
-    ) -> tuple[Any, Any, list[str]]:
+    def _await(self, sc: Scenario, step: Step, variables: dict[str, Any], after_seq: int) -> tuple[Any, Any, list[str]]:
         params = render(step.params, variables, lenient=True)
         service = params["service"]
         action_id = params.get("action_id")
@@ -444,20 +503,35 @@ class Engine:
             protocol="http",
             started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(found.received_at)),
             duration_ms=found.duration_ms,
-            request={"method": found.method, "url": found.path + (f"?{found.query}" if found.query else ""),
-                     "headers": dict(found.headers), "client": found.client, **body_text(found.body)},
-            response={"status": found.response_status, "headers": dict(found.response_headers),
-                      **body_text(found.response_body)},
+            request={
+                "method": found.method,
+                "url": found.path + (f"?{found.query}" if found.query else ""),
+                "headers": dict(found.headers),
+                "client": found.client,
+                **body_text(found.body),
+            },
+            response={
+                "status": found.response_status,
+                "headers": dict(found.response_headers),
+                **body_text(found.response_body),
+            },
         )
         saved = {"facts": found.facts, "headers": dict(found.headers), "path": found.path, "evidence": ev_id}
         return found, saved, [ev_id]
 
     # ------------------------------------------------------------ assertions
     def _assert(
-        self, sc: Scenario, step: Step, requirement: str, check_name: str, raw_args: dict[str, Any],
-        artefact: Any, variables: dict[str, Any], evidence: list[str],
+        self,
+        sc: Scenario,
+        step: Step,
+        requirement: str,
+        check_name: str,
+        raw_args: dict[str, Any],
+        artefact: Any,
+        variables: dict[str, Any],
+        evidence: list[str],
     ) -> CheckOutcome:
-        base = {"scenario": sc.id, "step": step.id, "check": check_name, "evidence": evidence}
+        base: dict[str, Any] = {"scenario": sc.id, "step": step.id, "check": check_name, "evidence": evidence}
         req = self.profile.requirement(requirement)
         if req is None:
             return CheckOutcome(**base, status="error", reason=f"requirement {requirement} not in profile")
@@ -472,7 +546,8 @@ class Engine:
         relevant = [f for f in findings if f.rule.startswith("INPUT.") or rule_matches(f.rule, req.rules)]
         status: Status = "failed" if has_errors(relevant) else "passed"
         return CheckOutcome(
-            **base, status=status,
+            **base,
+            status=status,
             findings=[f.with_evidence(*evidence).as_dict() if not f.evidence else f.as_dict() for f in relevant],
         )
 
@@ -509,7 +584,11 @@ def _exposed_ins(doc: Any) -> dict[str, str] | None:
         return None
     if current is None or not current.value or not current.oid:
         return None
-    return {"system": f"urn:oid:{current.oid}", "value": current.value, "token": f"urn:oid:{current.oid}|{current.value}"}
+    return {
+        "system": f"urn:oid:{current.oid}",
+        "value": current.value,
+        "token": f"urn:oid:{current.oid}|{current.value}",
+    }
 
 
 def _ms(t0: float) -> float:

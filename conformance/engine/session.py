@@ -112,8 +112,9 @@ def run_session(
     )
     opts.out_dir.mkdir(parents=True, exist_ok=True)
     writer = ResultsWriter(opts.out_dir / "results.json")
-    engine = Engine(loaded.profile, scenarios, ctx, workers=opts.workers, services=opts.services,
-                    on_partial=writer.write)
+    engine = Engine(
+        loaded.profile, scenarios, ctx, workers=opts.workers, services=opts.services, on_partial=writer.write
+    )
     writer.write(engine.result(complete=False))  # a file exists from the first second on
     result: RunResult | None = None
     try:

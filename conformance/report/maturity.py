@@ -68,11 +68,7 @@ def _leaf(error: ValidationError) -> tuple[ValidationError, str]:
         if len(deepest.absolute_path) <= len(error.absolute_path):
             break
         error = deepest
-    if (
-        error.validator in ("oneOf", "anyOf")
-        and isinstance(error.schema, dict)
-        and "description" in error.schema
-    ):
+    if error.validator in ("oneOf", "anyOf") and isinstance(error.schema, dict) and "description" in error.schema:
         return error, f"invalid {error.schema.get('title', 'value')}: {error.schema['description']}"
     return error, error.message
 
@@ -112,13 +108,9 @@ def validate_maturity_model(
                     )
                 )
             if index == 0 and "when" in entry:
-                errors.append(
-                    (line_of(root_node, path) or 0, where([*path, "when"]) + "level 0 takes no condition")
-                )
+                errors.append((line_of(root_node, path) or 0, where([*path, "when"]) + "level 0 takes no condition"))
             if index > 0 and "when" not in entry:
-                errors.append(
-                    (line_of(root_node, path) or 0, where(path) + f"level {index} needs a `when` condition")
-                )
+                errors.append((line_of(root_node, path) or 0, where(path) + f"level {index} needs a `when` condition"))
     if errors:
         errors.sort(key=lambda e: e[0])
         raise MaturityModelError([msg for _, msg in errors], file=source, line=errors[0][0] or None)
@@ -277,9 +269,7 @@ def _level_of(reqs: Sequence[_Req], levels: Sequence[Mapping[str, Any]]) -> int:
     return reached
 
 
-def compute_maturity(
-    results: Mapping[str, Any] | Any, model: Mapping[str, Any], *, lang: str = "fr"
-) -> dict[str, Any]:
+def compute_maturity(results: Mapping[str, Any] | Any, model: Mapping[str, Any], *, lang: str = "fr") -> dict[str, Any]:
     """Maturity per service socle and overall for a results/v1 document.
 
     Returns ``{"model": {"id", "version"}, "max_level": N, "services": {svc: {"level", "label",

@@ -222,8 +222,7 @@ def _chart(maturity: Mapping[str, Any], labels: Mapping[str, Any]) -> dict[str, 
                 "level_w": round(bar_w * level / max_level, 1),
                 "score_w": round(bar_w * (score or 0) / 100, 1),
                 "colour": _LEVEL_COLOURS[min(level, len(_LEVEL_COLOURS) - 1)],
-                "text": f"{level}/{max_level} · "
-                + (f"{score:g}/100" if score is not None else labels["nothing"]),
+                "text": f"{level}/{max_level} · " + (f"{score:g}/100" if score is not None else labels["nothing"]),
                 "title": f"{svc}: {labels['level']} {level} — {data['label']}",
             }
         )
@@ -313,9 +312,7 @@ def build_context(
                 "status": status,
                 "status_label": labels["statuses"].get(status, status),
                 "criticality": req.get("criticality"),
-                "criticality_label": labels["criticalities"].get(
-                    req.get("criticality"), req.get("criticality")
-                ),
+                "criticality_label": labels["criticalities"].get(req.get("criticality"), req.get("criticality")),
                 "category_label": labels["categories"].get(req.get("category"), req.get("category")),
                 "wave": req.get("wave"),
                 "reason": req.get("reason"),
@@ -355,18 +352,14 @@ def build_context(
         )
 
     services_counts = [(svc, m["counts"]) for svc, m in maturity["services"].items()]
-    total_counts = summarize(
-        cast(Status, r.get("status")) for r in requirements if r.get("status") in _STATUSES
-    )
+    total_counts = summarize(cast(Status, r.get("status")) for r in requirements if r.get("status") in _STATUSES)
     target: list[tuple[str, str]] = []
     _flat("", data.get("target") or {}, target)
     product_data = data.get("product") or {}
     product: list[tuple[str, str]] = []
     _flat("", {k: v for k, v in product_data.items() if k not in ("product", "name", "version")}, product)
     product_name = " ".join(
-        str(x)
-        for x in (product_data.get("product") or product_data.get("name"), product_data.get("version"))
-        if x
+        str(x) for x in (product_data.get("product") or product_data.get("name"), product_data.get("version")) if x
     )
     tool = data.get("tool") or {}
     return {
@@ -438,9 +431,7 @@ def render_junit(results: Mapping[str, Any] | Any) -> str:
     is not a pass a dashboard should count green without a trace; the message says "waived").
     """
     data = _as_dict(results)
-    durations = {
-        str(e.get("id")): float(e.get("duration_ms") or 0) / 1000.0 for e in data.get("evidence") or ()
-    }
+    durations = {str(e.get("id")): float(e.get("duration_ms") or 0) / 1000.0 for e in data.get("evidence") or ()}
     profile = data.get("profile") or {}
     tool = data.get("tool") or {}
     props: list[tuple[str, str]] = [(f"profile.{k}", str(v)) for k, v in profile.items()]
@@ -472,9 +463,7 @@ def render_junit(results: Mapping[str, Any] | Any) -> str:
             status = req.get("status")
             checks = list(req.get("checks") or ())
             ev_ids = {str(e) for c in checks for e in c.get("evidence") or ()}
-            ev_ids |= {
-                str(e) for c in checks for f in c.get("findings") or () for e in f.get("evidence") or ()
-            }
+            ev_ids |= {str(e) for c in checks for f in c.get("findings") or () for e in f.get("evidence") or ()}
             elapsed = sum(durations.get(e, 0.0) for e in ev_ids)
             case = ET.SubElement(
                 suite,
@@ -490,9 +479,7 @@ def render_junit(results: Mapping[str, Any] | Any) -> str:
             findings = [f for c in checks for f in c.get("findings") or ()]
             if status == "failed":
                 counts["failures"] += 1
-                first = next(
-                    (f for f in findings if f.get("severity") == "error"), findings[0] if findings else None
-                )
+                first = next((f for f in findings if f.get("severity") == "error"), findings[0] if findings else None)
                 lines = [_finding_line(f) for f in findings]
                 lines += [
                     f"{c.get('scenario')}/{c.get('step')}/{c.get('check')}: {c.get('reason')}"
@@ -559,9 +546,7 @@ def render_pdf(
     try:
         from weasyprint import HTML  # type: ignore[import-not-found, unused-ignore]
     except ImportError:
-        raise ImportError(
-            "PDF output needs the optional 'pdf' extra: pip install 'segur-bench[pdf]'"
-        ) from None
+        raise ImportError("PDF output needs the optional 'pdf' extra: pip install 'segur-bench[pdf]'") from None
     html = render_html(results, lang=lang, maturity_model=maturity_model)
 
     def _no_fetch(url: str, *args: Any, **kwargs: Any) -> Any:
@@ -607,9 +592,7 @@ def write_reports(
     """
     unknown = [f for f in formats if f not in FILENAMES and f != "pdf"]
     if unknown:
-        raise ValueError(
-            f"unknown report format(s): {', '.join(unknown)} (expected json, html, junit, md, pdf)"
-        )
+        raise ValueError(f"unknown report format(s): {', '.join(unknown)} (expected json, html, junit, md, pdf)")
     data = _as_dict(results)
     model = maturity_model if maturity_model is not None else load_maturity_model()
     out_dir = Path(out_dir)

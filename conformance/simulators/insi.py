@@ -114,9 +114,7 @@ def load_identities(*, include_known_bad: bool = False) -> list[Identity]:
     Entries flagged ``known_bad_key`` (published with keys that break the key rule) are left out by
     default so that a conformant vendor never stores an INS the bench itself would call wrong.
     """
-    return [
-        copy.deepcopy(e) for e in _raw_identities() if include_known_bad or not e.get("known_bad_key", False)
-    ]
+    return [copy.deepcopy(e) for e in _raw_identities() if include_known_bad or not e.get("known_bad_key", False)]
 
 
 def identity_facts(identity: Identity | None) -> dict[str, Any] | None:

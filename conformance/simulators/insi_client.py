@@ -205,8 +205,7 @@ def _text(el: etree._Element | None, *path: str) -> str | None:
 
 def _ins(el: etree._Element) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "matricule": (_text(el, "IdIndividu", "NumIdentifiant") or "")
-        + (_text(el, "IdIndividu", "Cle") or ""),
+        "matricule": (_text(el, "IdIndividu", "NumIdentifiant") or "") + (_text(el, "IdIndividu", "Cle") or ""),
         "oid": _text(el, "OID"),
     }
     for key, tag in (("start", "DateDeb"), ("end", "DateFin")):
@@ -244,11 +243,7 @@ def parse_response(data: bytes) -> dict[str, Any]:
                 "detail": _text(erreur) if erreur is not None else None,
             },
         }
-    if (
-        first is None
-        or etree.QName(first).localname != "RESULTAT"
-        or etree.QName(first).namespace != NS_RESULTAT
-    ):
+    if first is None or etree.QName(first).localname != "RESULTAT" or etree.QName(first).namespace != NS_RESULTAT:
         raise InputError("INPUT.SOAP", "neither an INSi RESULTAT nor a SOAP fault")
     cr = _text(first, "CR", "CodeCR")
     identity = None
@@ -265,8 +260,6 @@ def parse_response(data: bytes) -> dict[str, Any]:
             "sex": _text(tiq, "Sexe"),
             "birth_date": _text(tiq, "DateNaissance"),
             "birth_place": _text(tiq, "LieuNaissance"),
-            "history": [
-                _ins(h) for h in individu if isinstance(h.tag, str) and etree.QName(h).localname == "INSHISTO"
-            ],
+            "history": [_ins(h) for h in individu if isinstance(h.tag, str) and etree.QName(h).localname == "INSHISTO"],
         }
     return {"cr": cr, "label": _text(first, "CR", "LibelleCR"), "identity": identity, "fault": None}

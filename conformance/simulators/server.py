@@ -42,7 +42,6 @@ class BackgroundServer:
             timeout_graceful_shutdown=1,
         )
         server = uvicorn.Server(config)
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self._server = server
         self._thread = threading.Thread(
             target=server.run, kwargs={"sockets": [sock]}, name=f"sim-{self.name}", daemon=True

@@ -296,9 +296,7 @@ def _date_param(params: Mapping[str, Any], name: str) -> str:
         dt.date.fromisoformat(value)
     except ValueError:
         # INSi accepts "lunar" dates (day or month 00) for people with an incomplete civil status.
-        if not (
-            len(value) == 10 and value[4] == "-" and value[7] == "-" and value.replace("-", "").isdigit()
-        ):
+        if not (len(value) == 10 and value[4] == "-" and value[7] == "-" and value.replace("-", "").isdigit()):
             raise BadRequest(f"params.{name} must be a date YYYY-MM-DD") from None
     return value
 
@@ -420,9 +418,7 @@ def _reliability_extension(p: StoredPatient) -> dict[str, Any]:
         }
     ]
     if p.method_collection:
-        subs.append(
-            {"url": "methodCollection", "valueCoding": _coding(CS_METHOD_COLLECTION, p.method_collection)}
-        )
+        subs.append({"url": "methodCollection", "valueCoding": _coding(CS_METHOD_COLLECTION, p.method_collection)})
     if p.date_collection:
         subs.append({"url": "dateCollection", "valueDate": p.date_collection})
     if p.validation_date:
@@ -431,9 +427,7 @@ def _reliability_extension(p: StoredPatient) -> dict[str, Any]:
         subs.append(
             {
                 "url": "validationMode",
-                "valueCoding": _coding(
-                    CS_VALIDATION_MODE, p.validation_mode, VALIDATION_MODES.get(p.validation_mode)
-                ),
+                "valueCoding": _coding(CS_VALIDATION_MODE, p.validation_mode, VALIDATION_MODES.get(p.validation_mode)),
             }
         )
     return {"url": EXT_IDENTITY_RELIABILITY, "extension": subs}
@@ -644,23 +638,17 @@ class ReferenceVendor:
     def _patient_ref(self, p: StoredPatient, base: str) -> dict[str, Any]:
         return {"id": p.id, "fhir": f"{base}/fhir/Patient/{p.id}", "identity_status": p.status}
 
-    def _ins_fetch(
-        self, params: dict[str, Any], services: dict[str, Any], action_id: str, base: str
-    ) -> dict[str, Any]:
+    def _ins_fetch(self, params: dict[str, Any], services: dict[str, Any], action_id: str, base: str) -> dict[str, Any]:
         body, headers = self._insi_request(params, action_id)
         # The builder already sets it; stated here because it is how the bench correlates the call.
         headers[ACTION_ID_HEADER] = action_id
         try:
             with _tls_options(services) as tls:
-                resp = requests.post(
-                    services["insi"], data=body, headers=headers, timeout=INSI_TIMEOUT, **tls
-                )
+                resp = requests.post(services["insi"], data=body, headers=headers, timeout=INSI_TIMEOUT, **tls)
         except requests.Timeout:
             raise ActionFailed("insi-timeout", f"INSi did not answer within {INSI_TIMEOUT:g} s") from None
         except requests.RequestException as exc:
-            raise ActionFailed(
-                "insi-unreachable", f"INSi could not be reached: {type(exc).__name__}"
-            ) from None
+            raise ActionFailed("insi-unreachable", f"INSi could not be reached: {type(exc).__name__}") from None
         try:
             answer = parse_response(resp.content)
         except InputError as exc:
@@ -735,9 +723,7 @@ class ReferenceVendor:
             sex = {"M": "F", "F": "M"}.get(sex, sex)
         if self.has("ins.first-given-mismatch"):
             # The last birth given name; with a single one, a used first name the list does not hold.
-            first_given = (
-                given_names[-1] if len(given_names) > 1 else ("MARIE" if first_given != "MARIE" else "ANNE")
-            )
+            first_given = given_names[-1] if len(given_names) > 1 else ("MARIE" if first_given != "MARIE" else "ANNE")
         if self.has("ins.used-name-as-birth-name"):
             if not used_name or used_name == birth_name:
                 used_name = "MARTIN" if birth_name != "MARTIN" else "DUPONT"
@@ -874,9 +860,7 @@ def create_vendor_app(
         record, created = vendor.actions.reserve(action_id, action)
         if not created:
             if record.action != action:
-                return _error(
-                    400, "bad-request", f"id {action_id} already used for {record.action}", id=action_id
-                )
+                return _error(400, "bad-request", f"id {action_id} already used for {record.action}", id=action_id)
             # Idempotent retry: answer what the first call did (202 while it is still running).
             return JSONResponse(record.as_json(), status_code=202 if record.status == "accepted" else 200)
         await run_in_threadpool(vendor.run, record, params, services, _base(request))

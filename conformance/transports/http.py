@@ -17,7 +17,7 @@ import requests
 from requests.structures import CaseInsensitiveDict
 
 from conformance.engine.evidence import EvidenceStore, body_text, now_iso
-from conformance.transports.errors import ConnectFailed, ProtocolViolation, TLSFailed, Timeout, TooLarge, TransportError
+from conformance.transports.errors import ConnectFailed, ProtocolViolation, Timeout, TLSFailed, TooLarge, TransportError
 
 DEFAULT_TIMEOUT = 15.0
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
@@ -93,7 +93,7 @@ class HttpClient:
         timeout = timeout or self.config.timeout
         started = now_iso()
         t0 = time.monotonic()
-        sent_headers = dict(self.session.headers)
+        sent_headers: dict[str, str] = {k: str(v) for k, v in self.session.headers.items()}
         sent_headers.update(headers or {})
         req_record: dict[str, Any] = {"method": method, "url": url, "headers": sent_headers}
         if json_body is not None:
