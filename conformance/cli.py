@@ -7,6 +7,7 @@ unexpected ones too (``main`` catches them): a user never sees a traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -175,6 +176,13 @@ def _do_run(
     finally:
         progress.stop()
     _summary_table(console, result, out)
+    if result.interrupted:
+        # Everything is written; worker threads may still sit in an exchange that will time out.
+        # Leave now rather than wait for them at interpreter exit.
+        console.print(f"interrupted: partial results in {out}")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(2)
     return code
 
 

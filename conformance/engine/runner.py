@@ -168,9 +168,13 @@ class Engine:
                     continue
                 yield ev
         finally:
-            if remaining:  # the consumer stopped early (Ctrl-C): let running scenarios wind down
+            if remaining:
+                # The consumer stopped early (Ctrl-C): do not wait for exchanges in flight, the
+                # partial result is built from what is already recorded.
                 self._cancel.set()
-            pool.shutdown(wait=True, cancel_futures=True)
+                pool.shutdown(wait=False, cancel_futures=True)
+            else:
+                pool.shutdown(wait=True)
         yield RunFinished(self.result(complete=not self._cancel.is_set()))
 
     def result(self, *, complete: bool, interrupted: bool = False) -> RunResult:
