@@ -2,7 +2,9 @@
 
 - wall time of `segur-bench demo` (reference vendor + full INS profile + reports);
 - CLI start-up time (`segur-bench --help`), best of several runs;
-- offline INS validation throughput (FR Core Patient resources per second, in-process).
+- offline INS validation throughput (FR Core Patient resources per second, in-process);
+- report rendering of a synthetic 1,000-requirement run with evidence (HTML, Markdown, JUnit; target < 2 s),
+  and signing + verifying it.
 """
 
 from __future__ import annotations
@@ -136,10 +138,46 @@ def bench_validation(seconds: float = 3.0) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def bench_render() -> None:
+    sys.path.insert(0, str(ROOT))
+    from conformance.engine.evidence import evidence_hash
+    from conformance.model import Evidence
+    from conformance.report.render import render_html, render_junit, render_markdown
+    from conformance.trust.signing import generate_key, sign_results, verify_results
+    from tests.test_report import synthetic_run
+
+    data = synthetic_run(1000)
+    render_html(data)  # warm the template cache: the CLI renders once per process, but compiles once too
+    t0 = time.perf_counter()
+    html = render_html(data)
+    t1 = time.perf_counter()
+    render_markdown(data)
+    t2 = time.perf_counter()
+    render_junit(data)
+    t3 = time.perf_counter()
+    print(
+        f"render 1,000 requirements + 1,000 evidence: html {t1 - t0:.3f} s ({len(html) / 1e6:.1f} MB), "
+        f"md {t2 - t1:.3f} s, junit {t3 - t2:.3f} s, total {t3 - t0:.3f} s (target < 2 s)"
+    )
+    for ev in data["evidence"]:
+        ev["sha256"] = evidence_hash(Evidence.model_validate(ev))
+    key = generate_key()
+    t0 = time.perf_counter()
+    data["signature"] = sign_results(data, key)
+    t1 = time.perf_counter()
+    ok = verify_results(data, public_key=key.public_key()).ok
+    t2 = time.perf_counter()
+    print(
+        f"sign 1,000-requirement run: {t1 - t0:.3f} s; verify (1,000 evidence hashes + signature): {t2 - t1:.3f} s "
+        f"({'ok' if ok else 'FAILED'})"
+    )
+
+
 def main() -> None:
     print(f"segur-bench benchmarks — python {sys.version.split()[0]}, {os.cpu_count()} cores")
     bench_help()
     bench_validation()
+    bench_render()
     bench_demo()
     extra = ROOT / "benchmarks" / "extra.py"
     if extra.exists():

@@ -29,6 +29,8 @@ app = typer.Typer(
 )
 profiles_app = typer.Typer(help="List, show and lint profiles and scenarios.", no_args_is_help=True)
 app.add_typer(profiles_app, name="profiles")
+pki_app = typer.Typer(help="Test PKI standing in for IGC-Santé: CA and test certificates.", no_args_is_help=True)
+app.add_typer(pki_app, name="pki")
 
 
 class UsageError(Exception):
@@ -135,6 +137,11 @@ def _do_run(
     lang: str,
     await_timeout: float | None,
     target_obj: Any = None,
+    *,
+    waivers: Path | None = None,
+    sign: Path | None = None,
+    db: Path | None = None,
+    no_db: bool = False,
 ) -> int:
     from conformance.engine.session import SessionOptions, run_session, stdin_is_interactive
     from conformance.engine.target import TargetError, resolve
@@ -169,6 +176,7 @@ def _do_run(
         junit=junit,
         lang=lang,
         await_timeout=await_timeout,
+        **_trust_options(waivers, sign, db, no_db, out, console),
     )
     progress, handle = _progress_handler(console)
     try:
@@ -176,6 +184,7 @@ def _do_run(
     finally:
         progress.stop()
     _summary_table(console, result, out)
+    _trust_summary(console, result, opts)
     if result.interrupted:
         # Everything is written; worker threads may still sit in an exchange that will time out.
         # Leave now rather than wait for them at interpreter exit.
@@ -183,6 +192,11 @@ def _do_run(
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(2)
+    from conformance.engine.session import nothing_tested
+
+    if nothing_tested(result):
+        reasons = sorted({r.reason for r in result.requirements if r.reason})
+        print(f"segur-bench: error: nothing could be tested: {'; '.join(reasons)[:300]}", file=sys.stderr)
     return code
 
 
@@ -197,9 +211,29 @@ def run(
     fail_on: Annotated[FailOn, typer.Option(help="What makes the exit code 1.")] = FailOn.mandatory,
     lang: Annotated[str, typer.Option(help="Report language: fr or en.")] = "fr",
     await_timeout: Annotated[float | None, typer.Option(help="Seconds to wait for vendor traffic.")] = None,
+    waivers: Annotated[Path | None, typer.Option(help="Waivers YAML: requirement, justification, expires.")] = None,
+    sign: Annotated[Path | None, typer.Option(help="Sign results.json with this Ed25519 PEM key (see keygen).")] = None,
+    db: Annotated[Path | None, typer.Option(help="Run history SQLite file (default: $SEGUR_BENCH_DB or XDG).")] = None,
+    no_db: Annotated[bool, typer.Option("--no-db", help="Do not record this run in the history.")] = False,
 ) -> None:
     """Run a profile against a vendor target; exit 0 conformant, 1 not, 2 could not run."""
-    raise typer.Exit(_do_run(target, profile, service, out, junit, workers, fail_on, lang, await_timeout))
+    raise typer.Exit(
+        _do_run(
+            target,
+            profile,
+            service,
+            out,
+            junit,
+            workers,
+            fail_on,
+            lang,
+            await_timeout,
+            waivers=waivers,
+            sign=sign,
+            db=db,
+            no_db=no_db,
+        )
+    )
 
 
 @app.command()
@@ -208,6 +242,10 @@ def demo(
     fault: Annotated[list[str] | None, typer.Option(help="Inject a fault in the reference vendor.")] = None,
     lang: Annotated[str, typer.Option(help="Report language: fr or en.")] = "fr",
     workers: Annotated[int, typer.Option(min=1, max=64)] = 4,
+    waivers: Annotated[Path | None, typer.Option(help="Waivers YAML: requirement, justification, expires.")] = None,
+    sign: Annotated[Path | None, typer.Option(help="Sign results.json with this Ed25519 PEM key (see keygen).")] = None,
+    db: Annotated[Path | None, typer.Option(help="Run history SQLite file (default: $SEGUR_BENCH_DB or XDG).")] = None,
+    no_db: Annotated[bool, typer.Option("--no-db", help="Do not record this run in the history.")] = False,
 ) -> None:
     """Start the embedded reference vendor on loopback and run the full profile against it."""
     from conformance.simulators.faults import parse_faults
@@ -223,7 +261,21 @@ def demo(
         _console().print(
             f"reference vendor on {server.url}" + (f" with faults {', '.join(sorted(faults))}" if faults else "")
         )
-        code = _do_run(server.url, "segur-v2-ins", None, out, None, workers, FailOn.mandatory, lang, 30.0)
+        code = _do_run(
+            server.url,
+            "segur-v2-ins",
+            None,
+            out,
+            None,
+            workers,
+            FailOn.mandatory,
+            lang,
+            30.0,
+            waivers=waivers,
+            sign=sign,
+            db=db,
+            no_db=no_db,
+        )
     finally:
         server.stop()
     raise typer.Exit(code)
@@ -507,6 +559,295 @@ def profiles_lint(path: Annotated[Path, typer.Argument(help="Profile or scenario
     if errors:
         raise typer.Exit(2)
     _console().print(f"{path}: OK")
+
+
+# ---------------------------------------------------------------- trust: waivers, signing, history
+def _trust_options(
+    waivers: Path | None, sign: Path | None, db: Path | None, no_db: bool, out: Path, console: Console
+) -> dict[str, Any]:
+    """Load waivers and the signing key and open the history *before* the run: a bad file is exit 2 now,
+    not after minutes of testing. An unusable default history only warns (it must never cost a run)."""
+    from conformance.trust.history import HistoryRecorder, default_db_path
+    from conformance.yamlio import DataError
+
+    opts: dict[str, Any] = {}
+    if waivers is not None:
+        from conformance.trust.waivers import WaiversError, load_waivers
+
+        try:
+            opts["waivers"] = load_waivers(waivers)
+        except WaiversError as exc:
+            more = f" (+{len(exc.errors) - 1} more)" if len(exc.errors) > 1 else ""
+            fail(f"invalid waivers file: {exc}{more}")
+        except DataError as exc:
+            fail(f"invalid waivers file: {exc}")
+    if sign is not None:
+        from conformance.trust.signing import KeyFileError, load_private_key
+
+        try:
+            opts["sign_key"] = load_private_key(sign)
+        except KeyFileError as exc:
+            fail(str(exc))
+    path = None if no_db else (db or default_db_path())
+    if path is not None:
+        import sqlite3
+
+        recorder = HistoryRecorder(path, results_path=(out / "results.json").resolve())
+        try:
+            recorder.check()
+            opts["history"] = recorder
+        except (sqlite3.Error, OSError) as exc:
+            if db is not None:
+                fail(f"--db {db}: cannot open the history database: {exc}")
+            console.print(f"[yellow]warning[/] run history disabled ({path}: {exc}); use --db PATH or --no-db")
+    return opts
+
+
+def _trust_summary(console: Console, result: Any, opts: Any) -> None:
+    for w in result.waivers:
+        colour = {"applied": "cyan", "not_run": "yellow"}.get(w["status"], "red")
+        console.print(
+            f"waiver [{colour}]{w['status']}[/] {w['id']} (expires {w['expires']})"
+            + (f" — {w['reason']}" if w.get("reason") else "")
+        )
+    if result.signature:
+        console.print(f"signed (Ed25519, key {result.signature['key_id'][:16]}…)")
+    if opts.history is not None and opts.history.error:
+        console.print(f"[yellow]warning[/] {opts.history.error}")
+
+
+class DiffFormat(str, Enum):
+    table = "table"
+    json = "json"
+    md = "md"
+
+
+class HistoryFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+def _read_results(path: Path) -> dict[str, Any]:
+    """A results/v1 file or exit 2 with one line: commands that judge a file must not guess."""
+    import json
+
+    import jsonschema
+
+    from conformance.yamlio import load_schema
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        fail(f"no such file: {path}")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        fail(f"{path}: not a readable results file: {exc}")
+    try:
+        jsonschema.validate(data, load_schema("results.schema.json"))
+    except jsonschema.ValidationError as exc:
+        where = "/".join(str(x) for x in exc.absolute_path)
+        fail(f"{path}: not a segur-bench results/v1 file: {where + ': ' if where else ''}{exc.message[:200]}")
+    return dict(data)
+
+
+@app.command()
+def keygen(
+    out: Annotated[Path, typer.Option(help="Private key file to create (PEM, mode 0600); OUT.pub alongside.")],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing key files.")] = False,
+) -> None:
+    """Create an Ed25519 key pair for --sign; give OUT.pub to whoever verifies your results."""
+    from conformance.trust.signing import generate_key, key_id, write_keypair
+
+    key = generate_key()
+    try:
+        pub = write_keypair(out, key, force=force)
+    except FileExistsError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot write {out}: {exc.strerror or exc}")
+    _console().print(f"private key {out} (keep it secret), public key {pub}, key id {key_id(key.public_key())}")
+
+
+@app.command()
+def verify(
+    results: Annotated[Path, typer.Argument(help="results.json of a signed run.")],
+    public_key: Annotated[
+        Path | None, typer.Option(help="Trusted public key (PEM from keygen, or base64 raw); default: embedded key.")
+    ] = None,
+    allow_unsigned: Annotated[
+        bool, typer.Option("--allow-unsigned", help="Check evidence hashes of an unsigned file without failing.")
+    ] = False,
+) -> None:
+    """Check every evidence hash and the signature; exit 0 intact, 1 altered (or unsigned), 2 unreadable."""
+    from conformance.trust.signing import KeyFileError, load_public_key, verify_results
+
+    trusted = None
+    if public_key is not None:
+        try:
+            trusted = load_public_key(public_key)
+        except KeyFileError as exc:
+            fail(str(exc))
+    data = _read_results(results)
+    outcome = verify_results(data, public_key=trusted, require_signature=not allow_unsigned)
+    console = _console()
+    for problem in outcome.problems:
+        console.print(f"[red]ALTERED[/] {problem}", markup=True, highlight=False)
+    if outcome.ok:
+        who = ""
+        if outcome.signed:
+            who = f", signature valid (key {outcome.key_id})"
+            if trusted is None:
+                who += " — key taken from the file: pass --public-key to check who signed"
+        console.print(f"[green]intact[/]: {outcome.evidence_checked} evidence hashes match{who}")
+        raise typer.Exit(0)
+    console.print(f"{results}: {len(outcome.problems)} problem(s)")
+    raise typer.Exit(1)
+
+
+@app.command()
+def diff(
+    old: Annotated[Path, typer.Argument(help="results.json of the reference run.")],
+    new: Annotated[Path, typer.Argument(help="results.json of the new run.")],
+    format: Annotated[DiffFormat, typer.Option("--format", "-f")] = DiffFormat.table,
+) -> None:
+    """Requirements that regressed, improved, appeared or disappeared; exit 1 on any regression."""
+    from conformance.trust import diff as d
+
+    result = d.diff_results(_read_results(old), _read_results(new))
+    if format is DiffFormat.json:
+        sys.stdout.write(d.render_json(result))
+    elif format is DiffFormat.md:
+        sys.stdout.write(d.render_markdown(result))
+    else:
+        from rich.markup import escape
+        from rich.table import Table
+
+        console = _console()
+        for note in result["notes"]:
+            console.print(f"[yellow]note[/] {escape(note)}")
+        colours = {"regressed": "red", "improved": "green", "appeared": "cyan", "disappeared": "yellow"}
+        table = Table(title=f"segur-bench diff {result['old']['run_id']} → {result['new']['run_id']}")
+        for col in ("Change", "Requirement", "Service", "Old", "New", "Title"):
+            table.add_column(col, overflow="fold")
+        for kind in d.KINDS:
+            for e in result[kind]:
+                table.add_row(
+                    f"[{colours.get(kind, 'white')}]{kind}[/]",
+                    escape(e["id"]),
+                    escape(str(e["service"] or "")),
+                    e["old"] or "—",
+                    e["new"] or "—",
+                    escape(str(e["title"] or "")),
+                )
+        console.print(table)
+        console.print(", ".join(f"{k} {v}" for k, v in result["summary"].items()))
+    raise typer.Exit(1 if result["regressions"] else 0)
+
+
+@app.command()
+def history(
+    product: Annotated[str | None, typer.Option(help="Only this product.")] = None,
+    db: Annotated[Path | None, typer.Option(help="History SQLite file (default: $SEGUR_BENCH_DB or XDG).")] = None,
+    format: Annotated[HistoryFormat, typer.Option("--format", "-f")] = HistoryFormat.table,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the last N runs.")] = None,
+) -> None:
+    """Past runs per product with the maturity trend (↑ better, ↓ worse, = same, · first/incomplete)."""
+    import json
+    import sqlite3
+
+    from conformance.trust.history import default_db_path, list_runs
+
+    path = db or default_db_path()
+    if path is None:
+        fail(f"run history disabled ($SEGUR_BENCH_DB={os.environ.get('SEGUR_BENCH_DB', '')!r}); use --db PATH")
+        return
+    try:
+        rows = list_runs(path, product=product, limit=limit)
+    except FileNotFoundError:
+        fail(f"no run history at {path} (runs record there unless --no-db)")
+    except sqlite3.Error as exc:
+        fail(f"{path}: not a readable segur-bench history: {exc}")
+    if format is HistoryFormat.json:
+        sys.stdout.write(json.dumps(rows, ensure_ascii=False, indent=2) + "\n")
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"segur-bench history — {path}")
+    for col in ("Product", "Profile", "Started", "Run", "State", "P/F/E/S/W", "Maturity", "Score", "Trend", "Services"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        state = "complete" if r["complete"] else ("interrupted" if r["interrupted"] else "incomplete")
+        score = r["maturity_score"]
+        table.add_row(
+            escape(r["product"]),
+            escape(f"{r['profile_id']} {r['profile_version'] or ''}".strip()),
+            r["started"],
+            r["run_id"][:12],
+            state + (" · signed" if r["signed"] else ""),
+            f"{r['passed']}/{r['failed']}/{r['error']}/{r['skipped']}/{r['waived']}",
+            "—" if r["maturity_level"] is None else str(r["maturity_level"]),
+            "—" if score is None else f"{score:g}",
+            r["trend"],
+            " ".join(f"{s}:{m['level']}" for s, m in r["maturity_services"].items()),
+        )
+    console = _console()
+    console.print(table)
+    if not rows:
+        console.print("no runs recorded" + (f" for product {product!r}" if product else ""))
+
+
+# ---------------------------------------------------------------- pki (test PKI standing in for IGC-Santé)
+class PkiUsage(str, Enum):
+    server = "server"
+    client = "client"
+    signing = "signing"
+
+
+class PkiKeyType(str, Enum):
+    rsa = "rsa"
+    ec = "ec"
+
+
+@pki_app.command("init")
+def pki_init(
+    dir: Annotated[Path, typer.Option("--dir", help="CA folder (ca.pem, ca-key.pem).")] = Path("segur-bench-pki"),
+    key_type: Annotated[PkiKeyType, typer.Option("--key-type", help="CA key: RSA 2048 or EC P-256.")] = PkiKeyType.rsa,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing CA.")] = False,
+) -> None:
+    """Create the bench's test CA (not IGC-Santé); the key file is written 0600."""
+    from cryptography.hazmat.primitives import hashes
+
+    from conformance.pki import PkiError, init_ca
+
+    try:
+        ca = init_ca(dir, key_type=key_type.value, force=force)
+    except PkiError as exc:
+        fail(str(exc))
+    typer.echo(f"CA created in {dir}: {dir / 'ca.pem'} (certificate), {dir / 'ca-key.pem'} (private key, 0600)")
+    typer.echo(f"subject {ca.cert.subject.rfc4514_string()}")
+    typer.echo(f"SHA-256 {ca.cert.fingerprint(hashes.SHA256()).hex(':')}")
+
+
+@pki_app.command("issue")
+def pki_issue(
+    cn: Annotated[str, typer.Option("--cn", help="Common name of the certificate holder.")],
+    usage: Annotated[PkiUsage, typer.Option("--usage", help="server, client (ORG authentication) or signing.")],
+    dir: Annotated[Path, typer.Option("--dir", help="Folder of the CA.")] = Path("segur-bench-pki"),
+    out: Annotated[Path | None, typer.Option("--out", help="Output prefix (PREFIX.pem, PREFIX-key.pem).")] = None,
+    san: Annotated[list[str] | None, typer.Option("--san", help="Extra DNS name or IP (server; repeatable).")] = None,
+) -> None:
+    """Issue a test certificate from the bench's CA; the key file is written 0600, never printed."""
+    from cryptography.hazmat.primitives import hashes
+
+    from conformance.pki import PkiError, issue_to_files
+
+    try:
+        cert_path, key_path, cert = issue_to_files(dir, cn, usage.value, out=out, sans=san or ())
+    except PkiError as exc:
+        fail(str(exc))
+    typer.echo(f"{usage.value} certificate {cert_path}, private key {key_path} (0600)")
+    typer.echo(f"subject {cert.subject.rfc4514_string()}")
+    typer.echo(f"SHA-256 {cert.fingerprint(hashes.SHA256()).hex(':')}")
 
 
 def main() -> None:

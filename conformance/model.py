@@ -182,6 +182,8 @@ class RequirementResult(BaseModel):
     reason: str | None = None
     note: str | None = None
     checks: list[CheckOutcome] = Field(default_factory=list)
+    # Set by trust.waivers when a waiver turned failed/error into waived: justification, expiry, author.
+    waiver: dict[str, Any] | None = None
 
 
 class RunResult(BaseModel):
@@ -202,9 +204,16 @@ class RunResult(BaseModel):
     evidence: list[Evidence] = Field(default_factory=list)
     summary: dict[str, Any] = Field(default_factory=dict)
     notes: list[str] = Field(default_factory=list)
+    # One record per waiver of the --waivers file (trust.waivers): applied, expired, unused, not_run.
+    waivers: list[dict[str, Any]] = Field(default_factory=list)
+    # Ed25519 signature block (trust.signing); absent from the file when the run is not signed.
+    signature: dict[str, str] | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
-        return self.model_dump(by_alias=True, mode="json")
+        data = self.model_dump(by_alias=True, mode="json")
+        if data.get("signature") is None:
+            data.pop("signature", None)
+        return data
 
 
 def summarize(statuses: Iterable[Status]) -> dict[str, int]:

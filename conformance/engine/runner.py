@@ -110,6 +110,7 @@ class RunContext:
     operator: Operator | None = None
     step_timeout: float = 30.0
     await_timeout: float = 60.0
+    await_override: float | None = None  # the user's --await-timeout wins over scenario values
 
 
 @dataclass
@@ -316,9 +317,9 @@ class Engine:
             try:
                 artefact, saved, evidence = self._do_step(sc, step, variables, after_seq)
             except StepSkipped as exc:
+                # Not a failure: later steps that need what it would have saved are skipped in turn
+                # (an undefined variable), except waits on traffic, which correlate leniently.
                 self._mark(run, step, "skipped", str(exc), events)
-                if step.save_as:
-                    failed_steps[step.save_as] = f"step {step.id} skipped: {exc}"
                 continue
             except StepFailed as exc:
                 f = exc.finding
@@ -484,12 +485,11 @@ class Engine:
                 return False
             if action_id and item.header("X-Segur-Bench-Action") == action_id:
                 return True
-            got = str((item.facts.get("traits") or {}).get("birth_name") or item.facts.get("birth_name") or "")
-            if birth_name and got.upper() == birth_name:
+            if birth_name and birth_name in _birth_names(item.facts):
                 return True
             return not action_id and not birth_name
 
-        timeout = step.timeout or self.ctx.await_timeout
+        timeout = self.ctx.await_override or step.timeout or self.ctx.await_timeout
         deadline = time.monotonic() + timeout
         found: Received | None = None
         while found is None and not self._cancel.is_set():
@@ -574,6 +574,18 @@ class Engine:
                 out.extend(run_check(check_name, res, location=loc, **args))
             return out
         return run_check(check_name, artefact, **args)
+
+
+def _birth_names(facts: dict[str, Any]) -> set[str]:
+    """Birth names a simulator saw in a request (traits, carte Vitale) or returned (identity)."""
+    names = set()
+    for part in ("traits", "carte_vitale", "identity"):
+        value = (facts.get(part) or {}).get("birth_name")
+        if isinstance(value, str):
+            names.add(value.upper())
+    if isinstance(facts.get("birth_name"), str):
+        names.add(facts["birth_name"].upper())
+    return names
 
 
 def _exposed_ins(doc: Any) -> dict[str, str] | None:

@@ -40,15 +40,29 @@ class SessionOptions:
     step_timeout: float | None = None
     await_timeout: float | None = None
     extra_secrets: list[str] = field(default_factory=list)
+    # Trust (conformance/trust): waivers applied after the run, Ed25519 key signing results.json,
+    # history recorder (a row at start, updated per scenario and at the end).
+    waivers: list[Any] | None = None
+    sign_key: Any = None
+    history: Any = None
+
+
+def nothing_tested(result: RunResult) -> bool:
+    """No requirement could be evaluated at all: the run proves nothing, so it is not a pass."""
+    return bool(result.requirements) and all(r.status == "skipped" for r in result.requirements)
 
 
 def exit_code(result: RunResult, fail_on: str) -> int:
+    if nothing_tested(result):
+        return 2
     if fail_on == "none":
         return 0
     bad = {"failed", "error"}
     for r in result.requirements:
         if r.status in bad and (fail_on == "any" or r.category == "exigence"):
             return 1
+    if any(w.get("status") in ("expired", "unused") for w in result.waivers):
+        return 1  # a waiver that rots is a failure (trust/waivers.py)
     return 0
 
 
@@ -109,13 +123,18 @@ def run_session(
         operator=operator if driver is None else None,
         step_timeout=opts.step_timeout or target.http.timeout,
         await_timeout=opts.await_timeout or target.await_timeout,
+        await_override=opts.await_timeout,
     )
     opts.out_dir.mkdir(parents=True, exist_ok=True)
     writer = ResultsWriter(opts.out_dir / "results.json")
-    engine = Engine(
-        loaded.profile, scenarios, ctx, workers=opts.workers, services=opts.services, on_partial=writer.write
-    )
-    writer.write(engine.result(complete=False))  # a file exists from the first second on
+
+    def on_partial(partial: RunResult) -> None:
+        writer.write(partial)
+        if opts.history is not None:
+            opts.history.record(partial)
+
+    engine = Engine(loaded.profile, scenarios, ctx, workers=opts.workers, services=opts.services, on_partial=on_partial)
+    on_partial(engine.result(complete=False))  # a file (and a history row) exist from the first second on
     result: RunResult | None = None
     try:
         for event in engine.execute():
@@ -130,12 +149,28 @@ def run_session(
             srv.stop()
         http.close()
     assert result is not None
+    finalize_trust(result, opts, {r.id for r in loaded.profile.requirements})
     writer.write(result)
     write_reports(result, opts)
     code = exit_code(result, opts.fail_on)
     if result.interrupted:
         code = 2
+    if opts.history is not None:
+        opts.history.record(result, exit_code=code)
     return result, code
+
+
+def finalize_trust(result: RunResult, opts: SessionOptions, profile_ids: set[str]) -> None:
+    """Apply waivers, then sign (last: the signature covers the waived statuses and waiver records)."""
+    if opts.waivers is not None:
+        from conformance.trust.waivers import apply_waivers
+
+        apply_waivers(result, opts.waivers, profile_ids=profile_ids)
+    if opts.sign_key is not None:
+        from conformance.trust.signing import sign_results
+
+        result.signature = None
+        result.signature = sign_results(result.to_json_dict(), opts.sign_key)
 
 
 def write_reports(result: RunResult, opts: SessionOptions) -> dict[str, Path]:

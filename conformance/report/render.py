@@ -318,6 +318,7 @@ def build_context(
                 "reason": req.get("reason"),
                 "note": req.get("note"),
                 "open": status in ("failed", "error"),
+                "waiver": req.get("waiver") or None,
                 "checks": checks,
                 "first_findings": first_findings,
             }
@@ -388,6 +389,17 @@ def build_context(
         "notes": [str(n) for n in data.get("notes") or ()],
         "requirement_notes": [r for r in reqs_view if r["note"]],
         "evidence": evidence_view,
+        "waivers": [
+            {
+                **w,
+                "anchor": req_anchor.get(str(w.get("id"))),
+                "failing": w.get("status") in ("expired", "unused"),
+                "status_label": labels["waiver_statuses"].get(w.get("status"), w.get("status")),
+            }
+            for w in data.get("waivers") or ()
+            if isinstance(w, Mapping)
+        ],
+        "signature": data.get("signature") if isinstance(data.get("signature"), Mapping) else None,
     }
 
 
@@ -519,6 +531,29 @@ def render_junit(results: Mapping[str, Any] | Any) -> str:
             totals[key] += counts[key]
         suite.set("time", f"{counts['time']:.3f}")
         totals["time"] += counts["time"]
+    waivers = [w for w in data.get("waivers") or () if isinstance(w, Mapping)]
+    if waivers:
+        # Expired/unused waivers fail the run (exit 1): a dashboard must show why, as failures.
+        suite = ET.SubElement(root, "testsuite", {"name": _x(f"{profile.get('id', 'segur-bench')}.waivers")})
+        bad = 0
+        for w in waivers:
+            case = ET.SubElement(
+                suite, "testcase", {"classname": "waivers", "name": _x(f"waiver {w.get('id')}"), "time": "0.000"}
+            )
+            if w.get("status") in ("expired", "unused"):
+                bad += 1
+                ET.SubElement(
+                    case,
+                    "failure",
+                    {"message": _x(f"waiver {w.get('status')}: {w.get('reason') or ''}")[:500], "type": "waiver"},
+                ).text = _x(f"{w.get('justification')} (expires {w.get('expires')})")
+        suite.set("tests", str(len(waivers)))
+        suite.set("failures", str(bad))
+        suite.set("errors", "0")
+        suite.set("skipped", "0")
+        suite.set("time", "0.000")
+        totals["tests"] += len(waivers)
+        totals["failures"] += bad
     for key in ("tests", "failures", "errors", "skipped"):
         root.set(key, str(int(totals[key])))
     root.set("time", f"{totals['time']:.3f}")
