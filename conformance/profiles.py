@@ -11,12 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from conformance.checks.registry import CHECKS, rule_matches
 from conformance.model import Profile, Scenario
 from conformance.yamlio import DataError, PathKey, line_of, load_yaml, validate
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def _package_dir(name: str) -> Path:
@@ -46,26 +49,23 @@ def _model_errors(exc: ValidationError, file: str, lines: dict[PathKey, int]) ->
     return out
 
 
-def load_profile_file(path: Path) -> tuple[Profile, dict[PathKey, int]]:
+def _load_validated(path: Path, schema: str, model: type[M]) -> tuple[M, dict[PathKey, int]]:
     data, lines = load_yaml(path)
-    errors = validate(data, "profile.schema.json", str(path), lines)
+    errors = validate(data, schema, str(path), lines)
     if errors:
         raise LintFailed(errors)
     try:
-        return Profile.model_validate(data), lines
+        return model.model_validate(data), lines
     except ValidationError as exc:
         raise LintFailed(_model_errors(exc, str(path), lines)) from None
+
+
+def load_profile_file(path: Path) -> tuple[Profile, dict[PathKey, int]]:
+    return _load_validated(path, "profile.schema.json", Profile)
 
 
 def load_scenario_file(path: Path) -> tuple[Scenario, dict[PathKey, int]]:
-    data, lines = load_yaml(path)
-    errors = validate(data, "scenario.schema.json", str(path), lines)
-    if errors:
-        raise LintFailed(errors)
-    try:
-        return Scenario.model_validate(data), lines
-    except ValidationError as exc:
-        raise LintFailed(_model_errors(exc, str(path), lines)) from None
+    return _load_validated(path, "scenario.schema.json", Scenario)
 
 
 class LintFailed(Exception):
