@@ -38,7 +38,7 @@ def bench_help(n: int = 7) -> None:
 def bench_demo() -> None:
     out = Path(tempfile.mkdtemp(prefix="sb-bench-demo-"))
     try:
-        secs, code = timed([EXE, "demo", "--out", str(out)])
+        secs, code = timed([EXE, "demo", "--out", str(out), "--no-db"])  # never into $HOME
         print(f"demo wall time: {secs:.2f} s (exit {code})")
     finally:
         shutil.rmtree(out, ignore_errors=True)

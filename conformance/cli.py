@@ -300,8 +300,16 @@ def validate(
     kind: Annotated[VKind, typer.Option(help="File kind.")] = VKind.auto,
     format: Annotated[VFormat, typer.Option("--format", "-f", help="Output format.")] = VFormat.table,
     out: Annotated[Path | None, typer.Option(help="Write the output to this file.")] = None,
+    terminology: Annotated[
+        list[Path] | None,
+        typer.Option(help="Folder of official value sets (JDV SVS XML, NOS FHIR JSON); repeatable."),
+    ] = None,
+    ans_pack: Annotated[
+        Path | None,
+        typer.Option("--ans-pack", help="ANS TestContenuCDA checkout: also run its XSD and volet schematron."),
+    ] = None,
 ) -> None:
-    """Validate FHIR Patient JSON and CDA files offline (INS rules); exit 1 if any file fails."""
+    """Validate FHIR Patient JSON and CDA files offline (INS and CI-SIS header rules); exit 1 if any file fails."""
     import json
 
     from conformance.validate import validate_paths
@@ -309,7 +317,10 @@ def validate(
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         fail(f"no such file or folder: {missing[0]}")
-    report = validate_paths(paths, kind.value)
+    for folder in [*(terminology or []), *([ans_pack] if ans_pack is not None else [])]:
+        if not folder.is_dir():
+            fail(f"not a folder: {folder}")
+    report = validate_paths(paths, kind.value, terminology=terminology or [], ans_pack=ans_pack)
     if format is VFormat.json:
         text = json.dumps(report, ensure_ascii=False, indent=2)
     elif format is VFormat.junit:

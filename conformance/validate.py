@@ -2,13 +2,21 @@
 
 Each file gets a verdict of its own: a file that cannot be read as what it should be is ``error``
 with an ``INPUT.*`` finding, never an exception, so one hostile file in a batch does not cost the
-others their verdicts.  Large batches are spread over processes (checks are pure and CPU-bound).
+others their verdicts.  Large batches are spread over processes using all cores (checks are pure and
+CPU-bound); each worker loads the value sets and the ANS pack once (per-process caches).
+
+CDA documents get the CI-SIS header rules (``cda.header``, ``CDA.*``) and the INS rules on the
+patient (``ins.cda``, ``INS.*``); with ``ans_pack`` also ANS's own XSD and volet schematron
+(``ANS.*``).  The file size is checked before anything is read, and the whole file is never read
+when it is over the limit.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,24 +34,49 @@ def _status(findings: list[Finding]) -> str:
 
 
 def _read(path: Path) -> bytes:
+    """The file's bytes, refusing (before reading) anything over :data:`MAX_FILE_BYTES`."""
+    from conformance.parsing import InputError
+
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
-        from conformance.parsing import InputError
-
         raise InputError("INPUT.TOO-LARGE", f"file of {size} bytes exceeds the {MAX_FILE_BYTES}-byte limit")
-    return path.read_bytes()
+    with path.open("rb") as fh:
+        data = fh.read(MAX_FILE_BYTES + 1)  # the file may grow between stat() and read()
+    if len(data) > MAX_FILE_BYTES:
+        raise InputError("INPUT.TOO-LARGE", f"file exceeds the {MAX_FILE_BYTES}-byte limit")
+    return data
+
+
+def _head_text(data: bytes, size: int = 4096) -> str:
+    """The start of the file as text whatever its encoding (UTF-16 with BOM included), never raising."""
+    head = data[:size]
+    if head.startswith(b"\xff\xfe"):
+        return head[2:].decode("utf-16-le", errors="ignore")
+    if head.startswith(b"\xfe\xff"):
+        return head[2:].decode("utf-16-be", errors="ignore")
+    if len(head) > 1 and head[0] == 0 and head[1] != 0:  # UTF-16 BE without BOM ('<' = 00 3C)
+        return head.decode("utf-16-be", errors="ignore")
+    if len(head) > 1 and head[1] == 0 and head[0] != 0:  # UTF-16 LE without BOM
+        return head.decode("utf-16-le", errors="ignore")
+    return head.decode("utf-8", errors="ignore")
 
 
 def detect_kind(data: bytes) -> str:
-    head = data[:2048]
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        head = head.decode("utf-16", errors="ignore").encode("utf-8")
-    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
-    if text.startswith((b"{", b"[")):
+    text = _head_text(data, 2048).lstrip("\ufeff \t\r\n")
+    if text.startswith(("{", "[")):
         return "fhir"
-    if text.startswith(b"<"):
+    if text.startswith("<"):
         return "cda"
     return "unknown"
+
+
+def _refuse_dtd(data: bytes) -> None:
+    """DOCTYPE/ENTITY probe that copes with any encoding (the parser also refuses them, this is defence in depth)."""
+    from conformance.parsing import InputError
+
+    probe = _head_text(data, 8192).upper()
+    if "<!DOCTYPE" in probe or "<!ENTITY" in probe:
+        raise InputError("INPUT.DTD", "DOCTYPE/ENTITY declarations are refused (XXE and entity-expansion risk)")
 
 
 def _validate_fhir(data: bytes) -> list[Finding]:
@@ -74,6 +107,7 @@ def cda_root(data: bytes) -> Any:
     """The ClinicalDocument element, also when embedded in an auto-présentable xsl:stylesheet."""
     from conformance.parsing import InputError, parse_xml
 
+    _refuse_dtd(data)
     root = parse_xml(data, max_bytes=MAX_FILE_BYTES)
     if root.tag == f"{{{HL7}}}ClinicalDocument":
         return root
@@ -83,13 +117,24 @@ def cda_root(data: bytes) -> Any:
     raise InputError("INPUT.KIND", f"not a CDA document (root element {root.tag})")
 
 
-def _validate_cda(data: bytes) -> list[Finding]:
+def _validate_cda(data: bytes, terminology: tuple[str, ...] = (), ans_pack: str | None = None) -> list[Finding]:
     from conformance.checks.registry import run_check
+    from conformance.terminology import load_cached
 
-    return run_check("ins.cda", cda_root(data))
+    root = cda_root(data)
+    term = load_cached(terminology)
+    findings = run_check("cda.header", root, terminology=term)
+    findings.extend(run_check("ins.cda", root))
+    if ans_pack is not None:
+        from conformance.checks.anspack import pack_findings
+
+        findings.extend(pack_findings(root, Path(ans_pack)))
+    return findings
 
 
-def validate_file(path_str: str, kind: str = "auto") -> dict[str, Any]:
+def validate_file(
+    path_str: str, kind: str = "auto", terminology: tuple[str, ...] = (), ans_pack: str | None = None
+) -> dict[str, Any]:
     """Validate one file; always returns its entry of the validation/v1 ``files`` list."""
     import conformance.checks  # noqa: F401  (fills the registry in worker processes)
     from conformance.parsing import InputError
@@ -104,7 +149,7 @@ def validate_file(path_str: str, kind: str = "auto") -> dict[str, Any]:
         if used == "fhir":
             findings = _validate_fhir(data)
         elif used == "cda":
-            findings = _validate_cda(data)
+            findings = _validate_cda(data, terminology, ans_pack)
         elif not data.strip():
             findings = [Finding("INPUT.EMPTY", "error", "empty file", None)]
         else:
@@ -113,6 +158,8 @@ def validate_file(path_str: str, kind: str = "auto") -> dict[str, Any]:
         findings = [Finding(exc.rule, "error", exc.message, None)]
     except (OSError, MemoryError, RecursionError) as exc:
         findings = [Finding("INPUT.READ", "error", f"cannot read file: {type(exc).__name__}: {exc}", None)]
+    except (ValueError, UnicodeError) as exc:  # e.g. an undecodable byte sequence the parser let through
+        findings = [Finding("INPUT.XML", "error", f"unreadable document: {type(exc).__name__}: {exc}", None)]
     return {
         "path": path_str,
         "kind": used,
@@ -131,14 +178,26 @@ def expand(paths: list[Path]) -> list[Path]:
     return out
 
 
-def validate_paths(paths: list[Path], kind: str = "auto", *, jobs: int | None = None) -> dict[str, Any]:
+def validate_paths(
+    paths: list[Path],
+    kind: str = "auto",
+    *,
+    jobs: int | None = None,
+    terminology: Sequence[Path | str] = (),
+    ans_pack: Path | str | None = None,
+) -> dict[str, Any]:
+    """Validate files and folders; batches of 8 files or more run in a process pool over all cores."""
     files = [str(p) for p in expand(paths)]
     jobs = jobs or os.cpu_count() or 1
+    term = tuple(str(Path(t).resolve()) for t in terminology)
+    pack = str(Path(ans_pack).resolve()) if ans_pack is not None else None
+    run = partial(validate_file, kind=kind, terminology=term, ans_pack=pack)
     if len(files) >= 8 and jobs > 1:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            entries = list(pool.map(validate_file, files, [kind] * len(files), chunksize=4))
+        with ProcessPoolExecutor(max_workers=min(jobs, len(files))) as pool:
+            chunk = max(1, min(4, len(files) // (jobs * 2)))
+            entries = list(pool.map(run, files, chunksize=chunk))
     else:
-        entries = [validate_file(f, kind) for f in files]
+        entries = [run(f) for f in files]
     summary: dict[str, Any] = {s: sum(1 for e in entries if e["status"] == s) for s in ("passed", "failed", "error")}
     summary["files"] = len(entries)
     summary["findings"] = {

@@ -24,6 +24,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def _isolated_history(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs started by tests record their history in a temporary database, never in $HOME."""
+    if "SEGUR_BENCH_DB" not in os.environ:
+        monkeypatch.setenv("SEGUR_BENCH_DB", str(tmp_path_factory.mktemp("history") / "history.sqlite3"))
+
+
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

@@ -16,12 +16,11 @@ from conformance.checks import run_check
 from conformance.checks.vihf import vihf_token
 from conformance.model import Finding
 from conformance.parsing import parse_xml
-from conformance.xmldsig import EXC_C14N, NS_DS, sign_enveloped, verify_enveloped
+from conformance.xmldsig import EXC_C14N, NS_DS, reference_digest, sign_enveloped, verify_enveloped
 from tests.hostile import BOMB, XXE
 
-NOW = dt.datetime(2025, 3, 14, 10, 0, 0, tzinfo=dt.UTC)
+NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)  # certificates are issued "now" too
 INS = "279035121518989"
-OTHER_INS = "180012A00100111"  # any well-formed INS with a valid key would do; computed below
 BASE = "/soap:Envelope/soap:Header/wsse:Security/saml2:Assertion"
 NS = vihf.NAMESPACES
 
@@ -107,11 +106,22 @@ def test_token_shape(run: pki.RunPki) -> None:
     a = root.xpath(BASE, namespaces=NS)[0]
     assert a.get("Version") == "2.0" and a.get("ID", "").startswith("_")
     assert [etree.QName(c).localname for c in a][:2] == ["Issuer", "Signature"]
-    role = a.xpath("saml2:AttributeStatement/saml2:Attribute[@Name=$n]/saml2:AttributeValue/hl7:Role", n=vihf.ROLE, namespaces=NS)
-    assert [(r.get("code"), r.get("codeSystem")) for r in role] == [("10", "1.2.250.1.71.1.2.7"), ("SM26", "1.2.250.1.71.4.2.5")]
-    rid = a.xpath("string(saml2:AttributeStatement/saml2:Attribute[@Name=$n]/saml2:AttributeValue)", n=vihf.RESOURCE_ID, namespaces=NS)
+    role = a.xpath(
+        "saml2:AttributeStatement/saml2:Attribute[@Name=$n]/saml2:AttributeValue/hl7:Role", n=vihf.ROLE, namespaces=NS
+    )
+    assert [(r.get("code"), r.get("codeSystem")) for r in role] == [
+        ("10", "1.2.250.1.71.1.2.7"),
+        ("SM26", "1.2.250.1.71.4.2.5"),
+    ]
+    rid = a.xpath(
+        "string(saml2:AttributeStatement/saml2:Attribute[@Name=$n]/saml2:AttributeValue)",
+        n=vihf.RESOURCE_ID,
+        namespaces=NS,
+    )
     assert rid == f"{INS}^^^&1.2.250.1.213.1.4.8&ISO"
-    sec = a.xpath("string(saml2:AttributeStatement/saml2:Attribute[@Name='Secteur_Activite']/saml2:AttributeValue)", namespaces=NS)
+    sec = a.xpath(
+        "string(saml2:AttributeStatement/saml2:Attribute[@Name='Secteur_Activite']/saml2:AttributeValue)", namespaces=NS
+    )
     assert sec == "SA07^1.2.250.1.71.4.2.4"
     assert a.xpath("string(saml2:AttributeStatement/saml2:Attribute[@Name='VIHF_Version'])", namespaces=NS) == "3.0"
     assert a.xpath("ds:Signature/ds:SignedInfo/ds:Reference/@URI", namespaces=NS) == [f"#{a.get('ID')}"]
@@ -161,7 +171,7 @@ def test_missing_structural_part(run: pki.RunPki, part: str) -> None:
         ("ressource-urn", "urn:other"),
         ("NameID", "admin"),  # generic, not a national identifier (SC.DMP/AIRS.06)
         ("lps-nom", ""),
-        ("lps-homologation", "bad\x01value"),
+        ("lps-homologation", "   "),
         ("subject-id", "x" * 300),
     ],
 )
@@ -172,7 +182,9 @@ def test_malformed_attribute(run: pki.RunPki, key: str, value: Any) -> None:
 
 def test_role_value_must_be_coded(run: pki.RunPki) -> None:
     a = build(run, omit={"Signature"})
-    value = a.xpath("saml2:AttributeStatement/saml2:Attribute[@Name=$n]/saml2:AttributeValue", n=vihf.ROLE, namespaces=NS)[0]
+    value = a.xpath(
+        "saml2:AttributeStatement/saml2:Attribute[@Name=$n]/saml2:AttributeValue", n=vihf.ROLE, namespaces=NS
+    )[0]
     for child in list(value):
         value.remove(child)
     value.text = "10^1.2.250.1.71.1.2.7"
@@ -245,7 +257,7 @@ def test_bad_issue_instant(run: pki.RunPki) -> None:
 
 
 def test_clock_skew_is_tolerated(run: pki.RunPki) -> None:
-    token = envelope(build(run, not_on_or_after=NOW))
+    token = envelope(build(run, issue_instant=NOW - dt.timedelta(minutes=10), not_on_or_after=NOW))
     assert judge(token, run, now=NOW + dt.timedelta(seconds=60)) == []
     assert errors(judge(token, run, now=NOW + dt.timedelta(seconds=60), skew=0)) == {"VIHF.VALIDITY"}
 
@@ -279,16 +291,30 @@ def test_missing_signature(run: pki.RunPki) -> None:
     assert {(f.rule, f.severity) for f in findings if f.rule == "VIHF.TRUST"} == {("VIHF.TRUST", "info")}
 
 
-def test_whitespace_between_elements_is_signed_and_kept(run: pki.RunPki) -> None:
-    """Pretty-printed assertions: the enveloped transform must keep the Signature's tail text."""
+def test_enveloped_transform_keeps_the_signature_tail() -> None:
+    """Signers working from a pretty-printed template leave text after ds:Signature; the enveloped
+    transform removes the element only, so that text stays in the digested content."""
+    bare = etree.fromstring(b'<r xmlns="urn:x" ID="_1"><a/>\n  <b/></r>')
+    with_sig = etree.fromstring(
+        b'<r xmlns="urn:x" ID="_1"><a/><ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"/>\n  <b/></r>'
+    )
+    first = etree.fromstring(
+        b'<r xmlns="urn:x" ID="_1"><ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"/>\n  <a/>\n  <b/></r>'
+    )
+    assert reference_digest(with_sig, with_sig[1]) == reference_digest(bare, None)
+    assert reference_digest(first, first[0]) == reference_digest(
+        etree.fromstring(b'<r xmlns="urn:x" ID="_1">\n  <a/>\n  <b/></r>'), None
+    )
+
+
+def test_pretty_printed_token_verifies(run: pki.RunPki) -> None:
     a = build(run, omit={"Signature"})
     etree.indent(a)
     reparsed = parse_xml(etree.tostring(a))
     sign_enveloped(reparsed, key_pem=run.key_pem, cert_pem=run.cert_pem, position=1)
-    reparsed[1].tail = "\n  "  # Signature followed by whitespace, as a pretty-printer would leave it
-    # The tail is outside the signed content only if removal keeps it: the digest must still match.
-    findings = judge(envelope(reparsed), run)
-    assert errors(findings) == set(), findings
+    security = vihf.wrap_in_security(reparsed)
+    security.text, reparsed.tail = "\n    ", "\n  "  # whitespace around the assertion is not signed
+    assert errors(judge(vihf.to_bytes(vihf.soap_envelope(security)), run)) == set()
 
 
 @pytest.mark.parametrize("where", ["header", "advice"])
@@ -297,7 +323,9 @@ def test_signature_wrapping_forged_assertion_with_original_moved(run: pki.RunPki
     elsewhere so that an ID lookup would still find signed content."""
     original = build(run, ins=INS)
     forged = copy.deepcopy(original)
-    rid = forged.xpath("saml2:AttributeStatement/saml2:Attribute[@Name=$n]/saml2:AttributeValue", n=vihf.RESOURCE_ID, namespaces=NS)[0]
+    rid = forged.xpath(
+        "saml2:AttributeStatement/saml2:Attribute[@Name=$n]/saml2:AttributeValue", n=vihf.RESOURCE_ID, namespaces=NS
+    )[0]
     rid.text = f"{SECOND_INS}^^^&1.2.250.1.213.1.4.8&ISO"
     env = vihf.soap_envelope(vihf.wrap_in_security(forged))
     if where == "header":
@@ -376,7 +404,9 @@ def test_certificate_without_signature_usage(run: pki.RunPki) -> None:
         .sign(ca.key, hashes.SHA256())
     )
     cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     findings = judge(envelope(build(run, signing_cert_pem=cert_pem, signing_key_pem=key_pem)), run)
     assert errors(findings) == {"VIHF.TRUST"}
 
@@ -392,7 +422,9 @@ def test_resource_is_the_expected_patient(run: pki.RunPki) -> None:
 
 # ---------------------------------------------------------------- VIHF.PRESENT and hostile input
 def test_no_security_header(run: pki.RunPki) -> None:
-    env = etree.fromstring(b'<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope"><s:Header/><s:Body/></s:Envelope>')
+    env = etree.fromstring(
+        b'<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope"><s:Header/><s:Body/></s:Envelope>'
+    )
     findings = judge(etree.tostring(env), run)
     assert errors(findings) == {"VIHF.PRESENT"} and len(findings) == 1
 
@@ -424,6 +456,11 @@ def test_not_a_soap_message(run: pki.RunPki) -> None:
 def test_hostile_input(data: bytes, rule: str) -> None:
     findings = list(vihf_token(data))
     assert [f.rule for f in findings] == [rule]
+
+
+def test_oversized_input_is_refused_before_parsing() -> None:
+    findings = list(vihf_token(b"<a>" + b"x" * (21 * 1024 * 1024) + b"</a>"))
+    assert [f.rule for f in findings] == ["INPUT.TOO-LARGE"]
 
 
 # ---------------------------------------------------------------- xmldsig module on its own

@@ -135,6 +135,7 @@ def test_files_are_private_and_ca_is_not_overwritten(tmp_path: Path) -> None:
     assert loaded.cert == ca.cert
     cert_path, key_path, cert = pki.issue_to_files(d, "Cabinet Dupont", "client")
     assert cert_path.name == "cabinet-dupont.pem" and key_path.name == "cabinet-dupont-key.pem"
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "Cabinet Dupont"
     assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
     # An existing, world-readable file is tightened when a key is written over it.
     loose = tmp_path / "loose-key.pem"
@@ -177,9 +178,10 @@ def test_mutual_tls_handshake_with_issued_certificates(tmp_path: Path) -> None:
 
     t = threading.Thread(target=serve, daemon=True)
     t.start()
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, client_ctx.wrap_socket(
-        raw, server_hostname="localhost"
-    ) as tls:
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        client_ctx.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
         assert tls.recv(2) == b"ok"
     t.join(5)
     listener.close()
@@ -196,7 +198,9 @@ def test_cli_pki_init_and_issue(tmp_path: Path) -> None:
     r = run_cli("pki", "init", "--dir", str(d))
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "already exists" in r.stderr
 
-    r = run_cli("pki", "issue", "--dir", str(d), "--cn", "localhost", "--usage", "server", "--out", str(tmp_path / "srv"))
+    r = run_cli(
+        "pki", "issue", "--dir", str(d), "--cn", "localhost", "--usage", "server", "--out", str(tmp_path / "srv")
+    )
     assert r.returncode == 0, r.stderr
     assert "PRIVATE KEY" not in r.stdout + r.stderr
     assert stat.S_IMODE((tmp_path / "srv-key.pem").stat().st_mode) == 0o600

@@ -144,19 +144,33 @@ class ValueSet:
     source: str
     codes: Mapping[str, frozenset[str | None]]
 
-    def verdict(self, code: str, scheme: str | None) -> str | None:
-        """Why ``code``/``scheme`` is not in the set, or ``None`` when it is.
+    def verdict(self, code: str, scheme: str | None, system_name: str | None = None) -> str | None:
+        """Why ``code`` is not in the set under ``scheme``, or ``None`` when it is.
 
-        The code decides; the scheme is compared only when both sides know the system's OID, since
-        the NOS does not publish an OID for every system and XDS ``codingScheme`` spellings vary.
+        The code decides first.  The system is then compared where both sides allow it: by NOS name
+        (``nos:TRE_R209-TypeActivite``) when the coding came from a NOS URL and the set knows the name,
+        else by OID when the set knows the OID of every system listing the code (the NOS does not
+        publish an OID for every system, and XDS ``codingScheme`` spellings vary).
         """
         systems = self.codes.get(code)
         if systems is None:
             return f"code {code!r} is not in {self.name}"
-        known = {s for s in systems if s is not None}
-        if scheme and known and None not in systems and scheme not in known:
-            return f"code {code!r} of {self.name} belongs to {'/'.join(sorted(known))}, not {scheme}"
-        return None
+        names = {s for s in systems if s and s.startswith("nos:")}
+        oids = {s for s in systems if s and not s.startswith("nos:")}
+        shown = "/".join(sorted(oids | {n[4:] for n in names}))
+        if system_name and names:
+            if f"nos:{system_name}" in names:
+                return None
+            return f"code {code!r} of {self.name} belongs to {shown}, not {system_name}"
+        if not scheme or scheme in oids or None in systems:
+            return None
+        if is_oid(scheme) or scheme in ("ASTM", "URN"):
+            if names and not oids:
+                return None  # only NOS names known for this code: an OID cannot be judged
+            if oids:
+                return f"code {code!r} of {self.name} belongs to {shown}, not {scheme}"
+            return None
+        return f"code {code!r} of {self.name} belongs to {shown}, not {scheme}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,12 +188,23 @@ class DmpTerminology:
 
 
 def _codes_from_include(include: Iterable[Mapping[str, Any]]) -> dict[str, frozenset[str | None]]:
+    """``code → {OID, "nos:<system name>"}``; ``None`` when neither is known for that system."""
     out: dict[str, set[str | None]] = {}
     for inc in include:
-        oid = inc.get("oid")
+        keys: set[str | None] = set()
+        if inc.get("oid"):
+            keys.add(str(inc["oid"]))
+        if inc.get("system"):
+            keys.add(f"nos:{inc['system']}")
         for code in inc.get("codes") or ():
-            out.setdefault(str(code), set()).add(str(oid) if oid else None)
+            out.setdefault(str(code), set()).update(keys or {None})
     return {k: frozenset(v) for k, v in out.items()}
+
+
+def nos_name(system: str | None) -> str | None:
+    """``TRE_R209-TypeActivite`` for a NOS FHIR URL, else ``None``."""
+    m = _NOS_URL.match(system or "")
+    return m.group(1) if m else None
 
 
 def _shipped_dir() -> Any:
@@ -222,7 +247,7 @@ def _fhir_valueset(data: Any, vid: str, path: Path) -> ValueSet:
         if not isinstance(inc, dict):
             continue
         codes = [c.get("code") for c in inc.get("concept") or [] if isinstance(c, dict) and c.get("code")]
-        include.append({"oid": system_oid(inc.get("system")), "codes": codes})
+        include.append({"oid": system_oid(inc.get("system")), "system": nos_name(inc.get("system")), "codes": codes})
     oid = next(
         (normalize_oid(i.get("value")) for i in data.get("identifier") or [] if isinstance(i, dict)),
         None,
@@ -238,11 +263,11 @@ def _svs_valueset(root: Any, vid: str, path: Path) -> ValueSet:
     if vs is None:
         raise InputError("INPUT.XML", f"{path.name}: not an IHE SVS value set")
     include = [
-        {"oid": c.get("codeSystem"), "codes": [c.get("code")]}
-        for c in vs.iter(f"{{{_SVS}}}Concept")
-        if c.get("code")
+        {"oid": c.get("codeSystem"), "codes": [c.get("code")]} for c in vs.iter(f"{{{_SVS}}}Concept") if c.get("code")
     ]
-    return ValueSet(vid, str(vs.get("displayName") or vid), vs.get("id"), f"{path.name} (official)", _codes_from_include(include))
+    return ValueSet(
+        vid, str(vs.get("displayName") or vid), vs.get("id"), f"{path.name} (official)", _codes_from_include(include)
+    )
 
 
 def _find(dirs: Sequence[Path], patterns: Sequence[str]) -> Path | None:
@@ -327,26 +352,39 @@ def export_subsets(term: DmpTerminology, out: Path, provenance: Mapping[str, str
     """
     out.mkdir(parents=True, exist_ok=True)
     for vid, vs in term.valuesets.items():
-        by_oid: dict[str | None, list[str]] = {}
-        for code, oids in vs.codes.items():
-            for oid in oids:
-                by_oid.setdefault(oid, []).append(code)
+        groups: dict[tuple[str, str], list[str]] = {}
+        for code, keys in vs.codes.items():
+            oid = next((k for k in keys if k and not k.startswith("nos:")), "")
+            name = next((k[4:] for k in keys if k and k.startswith("nos:")), "")
+            groups.setdefault((oid, name), []).append(code)
         doc = {
             "id": vid,
             "name": vs.name,
             "oid": vs.oid,
             "source": provenance.get(vid, vs.source),
-            "include": [{"oid": oid, "codes": sorted(codes)} for oid, codes in sorted(by_oid.items(), key=lambda i: str(i[0]))],
+            "include": [
+                {"system": name or None, "oid": oid or None, "codes": sorted(codes)}
+                for (oid, name), codes in sorted(groups.items())
+            ],
         }
-        (out / f"{vid}.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False, width=110), encoding="utf-8")
-    x04 = {"source": provenance.get("ass_x04", ""), "map": {k: sorted(v) for k, v in sorted(term.type_to_class.items())}}
+        (out / f"{vid}.yaml").write_text(
+            yaml.safe_dump(doc, allow_unicode=True, sort_keys=False, width=110), encoding="utf-8"
+        )
+    x04 = {
+        "source": provenance.get("ass_x04", ""),
+        "map": {k: sorted(v) for k, v in sorted(term.type_to_class.items())},
+    }
     a11 = {
         "source": provenance.get("ass_a11", ""),
         "map": {k: sorted(v) for k, v in sorted(term.template_to_format.items())},
         "media_types": dict(sorted(term.media_to_format.items())),
     }
-    (out / "ass_x04.yaml").write_text(yaml.safe_dump(x04, allow_unicode=True, sort_keys=False, width=110), encoding="utf-8")
-    (out / "ass_a11.yaml").write_text(yaml.safe_dump(a11, allow_unicode=True, sort_keys=False, width=110), encoding="utf-8")
+    (out / "ass_x04.yaml").write_text(
+        yaml.safe_dump(x04, allow_unicode=True, sort_keys=False, width=110), encoding="utf-8"
+    )
+    (out / "ass_a11.yaml").write_text(
+        yaml.safe_dump(a11, allow_unicode=True, sort_keys=False, width=110), encoding="utf-8"
+    )
 
 
 # --- Model ------------------------------------------------------------------------------------------
@@ -360,6 +398,8 @@ class Coded:
     scheme: str | None
     display: str | None
     location: str
+    system_name: str | None = None
+    """NOS code-system name when the encoding named the system by its NOS URL (FHIR)."""
 
 
 @dataclass(slots=True)
@@ -644,7 +684,7 @@ def luhn_ok(digits: str) -> bool:
 
 
 def sha1_hex(data: bytes) -> str:
-    return hashlib.sha1(data).hexdigest()  # noqa: S324  (SHA-1 is what XDS/MHD mandate, not a security use)
+    return hashlib.sha1(data).hexdigest()
 
 
 def b64_sha1_to_hex(value: str) -> str | None:
@@ -827,6 +867,8 @@ def patient_findings(patient: PatientRef | None, what: str) -> Iterator[Finding]
     if patient.problem:
         yield Finding(PATIENTID, "error", f"{what}: {patient.problem}", loc)
     value = patient.matricule
+    if value is None and patient.problem:
+        return
     if value is None:
         yield Finding(PATIENTID, "error", f"{what} carries no INS matricule", loc)
         return
@@ -838,7 +880,9 @@ def patient_findings(patient: PatientRef | None, what: str) -> Iterator[Finding]
     assert parsed is not None
     body, key = parsed
     if nir_key(body) != key:
-        yield Finding(PATIENTID, "error", f"{what}: INS key {key:02d} of {value} is wrong (expected {nir_key(body):02d})", loc)
+        yield Finding(
+            PATIENTID, "error", f"{what}: INS key {key:02d} of {value} is wrong (expected {nir_key(body):02d})", loc
+        )
     oid = patient.oid
     if oid is not None and not patient.problem:
         if oid not in INS_OIDS:
@@ -851,13 +895,15 @@ def patient_findings(patient: PatientRef | None, what: str) -> Iterator[Finding]
         yield Finding(PATIENTID, "error", f"{what}: identifier type {patient.id_type!r} (CX.5 must be NH)", loc)
 
 
-def coded_findings(prefix: str, slot: Slot, coded: Coded | None, term: DmpTerminology, profile: str) -> Iterator[Finding]:
+def coded_findings(
+    prefix: str, slot: Slot, coded: Coded | None, term: DmpTerminology, profile: str
+) -> Iterator[Finding]:
     if coded is None or coded.code is None:
         return
     vs = term.valuesets.get(VALUE_SET_PROFILES[profile][slot])
     if vs is None:
         return
-    why = vs.verdict(coded.code, coded.scheme)
+    why = vs.verdict(coded.code, coded.scheme, coded.system_name)
     if why:
         yield Finding(f"{prefix}.{VS_RULE_SUFFIX[slot]}", "error", why, coded.location)
 
@@ -875,24 +921,35 @@ def author_findings(prefix: str, author: AuthorRef, term: DmpTerminology, profil
             if not (len(pid) == 11 and pid.isdigit()):
                 yield Finding(rule, "error", f"RPPS {pid!r} must have 11 digits", author.location)
             elif not luhn_ok(pid):
-                yield Finding(rule, "warning", f"RPPS {pid} fails its Luhn check digit (fictitious id?)", author.location)
+                yield Finding(
+                    rule, "warning", f"RPPS {pid} fails its Luhn check digit (fictitious id?)", author.location
+                )
         elif author.person_oid == RPPS_OID:
             if pid[0] == "8":
                 if not (len(pid) == 12 and pid.isdigit()):
                     yield Finding(rule, "error", f"national id {pid!r}: 8 + RPPS must be 12 digits", author.location)
                 elif not luhn_ok(pid[1:]):
-                    yield Finding(rule, "warning", f"RPPS {pid[1:]} fails its Luhn check digit (fictitious id?)", author.location)
+                    yield Finding(
+                        rule, "warning", f"RPPS {pid[1:]} fails its Luhn check digit (fictitious id?)", author.location
+                    )
             elif pid[0] == "0" or "/" in pid:
                 pass  # ADELI (0 + ADELI) or an id scoped by a structure (devices, staff without RPPS)
             else:
-                yield Finding(rule, "error", f"national id {pid!r} under {RPPS_OID} is neither 8+RPPS, 0+ADELI nor structure/local", author.location)
+                yield Finding(
+                    rule,
+                    "error",
+                    f"national id {pid!r} under {RPPS_OID} is neither 8+RPPS, 0+ADELI nor structure/local",
+                    author.location,
+                )
         elif author.person_oid is None and author.person_system is None:
             yield Finding(rule, "error", f"author id {pid!r} has no assigning authority", author.location)
     for spec in author.specialties:
         yield from coded_findings(prefix, "specialty", spec, term, profile)
 
 
-def semantic_findings(sub: Submission, term: DmpTerminology, *, profile: str = "dmp", replaces: str | None = None) -> Iterator[Finding]:
+def semantic_findings(
+    sub: Submission, term: DmpTerminology, *, profile: str = "dmp", replaces: str | None = None
+) -> Iterator[Finding]:
     """Every rule that does not depend on the encoding: value sets, INS, authors, ASS_X04, RPLC."""
     p = sub.prefix
     ss = sub.submission_set
@@ -903,14 +960,14 @@ def semantic_findings(sub: Submission, term: DmpTerminology, *, profile: str = "
             yield from author_findings(p, author, term, profile)
     for de in sub.documents:
         yield from patient_findings(de.patient, "document patientId")
-        if ss is not None and ss.patient and de.patient and ss.patient.matricule and de.patient.matricule:
-            if (ss.patient.matricule, ss.patient.oid) != (de.patient.matricule, de.patient.oid):
-                yield Finding(
-                    f"{p}.PATIENT-MATCH",
-                    "error",
-                    f"document patientId {de.patient.raw!r} differs from the submission set's {ss.patient.raw!r}",
-                    de.patient.location,
-                )
+        ssp, dep = ss.patient if ss is not None else None, de.patient
+        if ssp and dep and ssp.matricule and dep.matricule and (ssp.matricule, ssp.oid) != (dep.matricule, dep.oid):
+            yield Finding(
+                f"{p}.PATIENT-MATCH",
+                "error",
+                f"document patientId {dep.raw!r} differs from the submission set's {ssp.raw!r}",
+                dep.location,
+            )
         yield from coded_findings(p, "class", de.class_code, term, profile)
         yield from coded_findings(p, "type", de.type_code, term, profile)
         for conf in de.confidentiality:
@@ -931,7 +988,8 @@ def semantic_findings(sub: Submission, term: DmpTerminology, *, profile: str = "
                 yield Finding(
                     f"{p}.CLASS-TYPE",
                     "error",
-                    f"classCode {cc.code!r} does not follow from typeCode {tc.code!r} (ASS_X04: {'/'.join(sorted(expected))})",
+                    f"classCode {cc.code!r} does not follow from typeCode {tc.code!r} "
+                    f"(ASS_X04: {'/'.join(sorted(expected))})",
                     cc.location,
                 )
         if de.content is not None:
@@ -944,13 +1002,22 @@ def rplc_findings(sub: Submission, replaces: str | None) -> Iterator[Finding]:
     ids = {d.id for d in sub.documents}
     for r in sub.replacements:
         if r.source not in ids:
-            yield Finding(RPLC, "error", f"replacement source {r.source!r} is not a document of this submission", r.location)
+            yield Finding(
+                RPLC, "error", f"replacement source {r.source!r} is not a document of this submission", r.location
+            )
         target = r.target
         if sub.encoding == "xds":
             if not (target.lower().startswith("urn:uuid:") and is_uuid(target[9:])):
-                yield Finding(RPLC, "error", f"RPLC target {target!r} must be the entryUUID (urn:uuid:…) of the replaced entry", r.location)
+                yield Finding(
+                    RPLC,
+                    "error",
+                    f"RPLC target {target!r} must be the entryUUID (urn:uuid:…) of the replaced entry",
+                    r.location,
+                )
             elif target in ids:
-                yield Finding(RPLC, "error", f"RPLC target {target!r} is a document of this very submission", r.location)
+                yield Finding(
+                    RPLC, "error", f"RPLC target {target!r} is a document of this very submission", r.location
+                )
     if replaces is not None:
         wanted = replaces.strip().lower()
         got = [r for r in sub.replacements if _same_ref(r.target, wanted)]
@@ -971,9 +1038,19 @@ def _same_ref(target: str, wanted: str) -> bool:
 def content_findings(prefix: str, de: DocumentEntry, document: bytes) -> Iterator[Finding]:
     """``hash``/``size`` of an entry against the document bytes (absent values are not judged here)."""
     if de.hash is not None and _HEX40.fullmatch(de.hash) and de.hash.lower() != sha1_hex(document):
-        yield Finding(f"{prefix}.HASH", "error", f"hash {de.hash} is not the SHA-1 of the document ({sha1_hex(document)})", de.loc("hash"))
+        yield Finding(
+            f"{prefix}.HASH",
+            "error",
+            f"hash {de.hash} is not the SHA-1 of the document ({sha1_hex(document)})",
+            de.loc("hash"),
+        )
     if de.size is not None and de.size != len(document):
-        yield Finding(f"{prefix}.SIZE", "error", f"size {de.size} differs from the document's {len(document)} bytes", de.loc("size"))
+        yield Finding(
+            f"{prefix}.SIZE",
+            "error",
+            f"size {de.size} differs from the document's {len(document)} bytes",
+            de.loc("size"),
+        )
 
 
 def _author_key(author: AuthorRef) -> tuple[str | None, str | None]:
@@ -1018,17 +1095,38 @@ def cda_consistency(
         pairs = {(m, o) for o, m in facts.ins}
         if (de.patient.matricule, de.patient.oid) not in pairs:
             cda_ins = ", ".join(f"{m}@{o}" for o, m in facts.ins)
-            yield Finding(f"{p}.CDA.PATIENT", "error", f"patientId {de.patient.matricule}@{de.patient.oid} differs from the CDA recordTarget INS ({cda_ins})", de.patient.location)
+            yield Finding(
+                f"{p}.CDA.PATIENT",
+                "error",
+                f"patientId {de.patient.matricule}@{de.patient.oid} differs from the CDA recordTarget INS ({cda_ins})",
+                de.patient.location,
+            )
     # Type
     tc = de.type_code
-    if tc and tc.code and facts.code and (tc.code != facts.code or (tc.scheme and facts.code_system and tc.scheme != facts.code_system)):
-        yield Finding(f"{p}.CDA.TYPE", "error", f"typeCode {tc.code}@{tc.scheme} differs from the CDA code {facts.code}@{facts.code_system}", tc.location)
+    if (
+        tc
+        and tc.code
+        and facts.code
+        and (tc.code != facts.code or (tc.scheme and facts.code_system and tc.scheme != facts.code_system))
+    ):
+        yield Finding(
+            f"{p}.CDA.TYPE",
+            "error",
+            f"typeCode {tc.code}@{tc.scheme} differs from the CDA code {facts.code}@{facts.code_system}",
+            tc.location,
+        )
     # Confidentiality
     if facts.confidentiality and de.confidentiality:
         hl7 = [c for c in de.confidentiality if c.code in ("N", "R", "V")]
         if not any(c.code == facts.confidentiality for c in hl7) or len(hl7) != 1:
             shown = "/".join(str(c.code) for c in de.confidentiality)
-            yield Finding(f"{p}.CDA.CONFIDENTIALITY", "error", f"confidentialityCode {shown} must carry exactly the CDA's {facts.confidentiality} (plus DMP visibility codes only)", de.confidentiality[0].location)
+            yield Finding(
+                f"{p}.CDA.CONFIDENTIALITY",
+                "error",
+                f"confidentialityCode {shown} must carry exactly the CDA's {facts.confidentiality} "
+                "(plus DMP visibility codes only)",
+                de.confidentiality[0].location,
+            )
     # Author
     if facts.authors and de.authors:
         cda_ids = {(root, ext) for root, ext in facts.authors if ext}
@@ -1036,42 +1134,114 @@ def cda_consistency(
         if not ok:
             got = ", ".join(f"{a.national_id}@{a.person_oid or a.person_system}" for a in de.authors)
             want = ", ".join(f"{e}@{r}" for r, e in facts.authors)
-            yield Finding(f"{p}.CDA.AUTHOR", "error", f"no metadata author ({got}) is an author of the CDA ({want})", de.authors[0].location)
+            yield Finding(
+                f"{p}.CDA.AUTHOR",
+                "error",
+                f"no metadata author ({got}) is an author of the CDA ({want})",
+                de.authors[0].location,
+            )
     # Dates
     eff = cda_ts_utc(facts.effective_time)
     if de.creation_time and eff and not _ts_match(de.creation_time, eff):
-        yield Finding(f"{p}.CDA.DATES", "error", f"creationTime {de.creation_time} differs from the CDA effectiveTime {facts.effective_time} (UTC {eff})", de.loc("creationTime"))
+        yield Finding(
+            f"{p}.CDA.DATES",
+            "error",
+            f"creationTime {de.creation_time} differs from the CDA effectiveTime {facts.effective_time} (UTC {eff})",
+            de.loc("creationTime"),
+        )
     if facts.services:
         lows = [lo for lo, _ in facts.services if lo]
         highs = [hi for _, hi in facts.services if hi]
         if de.service_start and lows and not any(_ts_match(de.service_start, lo) for lo in lows):
-            yield Finding(f"{p}.CDA.DATES", "error", f"serviceStartTime {de.service_start} matches no serviceEvent low (UTC {', '.join(lows)})", de.loc("serviceStartTime"))
+            yield Finding(
+                f"{p}.CDA.DATES",
+                "error",
+                f"serviceStartTime {de.service_start} matches no serviceEvent low (UTC {', '.join(lows)})",
+                de.loc("serviceStartTime"),
+            )
         if de.service_stop and highs and not any(_ts_match(de.service_stop, hi) for hi in highs):
-            yield Finding(f"{p}.CDA.DATES", "error", f"serviceStopTime {de.service_stop} matches no serviceEvent high (UTC {', '.join(highs)})", de.loc("serviceStopTime"))
+            yield Finding(
+                f"{p}.CDA.DATES",
+                "error",
+                f"serviceStopTime {de.service_stop} matches no serviceEvent high (UTC {', '.join(highs)})",
+                de.loc("serviceStopTime"),
+            )
         if de.service_stop and not highs:
-            yield Finding(f"{p}.CDA.DATES", "error", f"serviceStopTime {de.service_stop} but the CDA serviceEvent has no end", de.loc("serviceStopTime"))
+            yield Finding(
+                f"{p}.CDA.DATES",
+                "error",
+                f"serviceStopTime {de.service_stop} but the CDA serviceEvent has no end",
+                de.loc("serviceStopTime"),
+            )
         if de.service_stop is None and highs and len(facts.services) == 1:
-            yield Finding(f"{p}.CDA.DATES", "error", f"serviceStopTime missing although the CDA serviceEvent ends ({highs[0]} UTC)", de.loc("serviceStopTime"))
+            yield Finding(
+                f"{p}.CDA.DATES",
+                "error",
+                f"serviceStopTime missing although the CDA serviceEvent ends ({highs[0]} UTC)",
+                de.loc("serviceStopTime"),
+            )
     # uniqueId
-    if de.unique_id is not None and facts.unique_id is not None and normalize_unique_id(de.unique_id) != normalize_unique_id(facts.unique_id):
-        yield Finding(f"{p}.CDA.UNIQUEID", "error", f"uniqueId {de.unique_id} differs from the CDA id ({facts.unique_id})", de.loc("uniqueId"))
+    if (
+        de.unique_id is not None
+        and facts.unique_id is not None
+        and normalize_unique_id(de.unique_id) != normalize_unique_id(facts.unique_id)
+    ):
+        yield Finding(
+            f"{p}.CDA.UNIQUEID",
+            "error",
+            f"uniqueId {de.unique_id} differs from the CDA id ({facts.unique_id})",
+            de.loc("uniqueId"),
+        )
     # Language
     if de.language and facts.language and de.language.lower() != facts.language.lower():
-        yield Finding(f"{p}.CDA.LANGUAGE", "error", f"languageCode {de.language} differs from the CDA's {facts.language}", de.loc("languageCode"))
+        yield Finding(
+            f"{p}.CDA.LANGUAGE",
+            "error",
+            f"languageCode {de.language} differs from the CDA's {facts.language}",
+            de.loc("languageCode"),
+        )
     # Facility / practice
-    if de.facility and de.facility.code and facts.facility and facts.facility[0] and de.facility.code != facts.facility[0]:
-        yield Finding(f"{p}.CDA.FACILITY", "error", f"healthcareFacilityTypeCode {de.facility.code} differs from the CDA healthCareFacility code {facts.facility[0]}", de.facility.location)
+    if (
+        de.facility
+        and de.facility.code
+        and facts.facility
+        and facts.facility[0]
+        and de.facility.code != facts.facility[0]
+    ):
+        yield Finding(
+            f"{p}.CDA.FACILITY",
+            "error",
+            f"healthcareFacilityTypeCode {de.facility.code} differs from the CDA healthCareFacility code "
+            f"{facts.facility[0]}",
+            de.facility.location,
+        )
     if de.practice and de.practice.code and facts.practice and de.practice.code not in {c for c, _ in facts.practice}:
         want = "/".join(sorted({str(c) for c, _ in facts.practice}))
-        yield Finding(f"{p}.CDA.PRACTICE", "error", f"practiceSettingCode {de.practice.code} differs from the CDA standardIndustryClassCode {want}", de.practice.location)
+        yield Finding(
+            f"{p}.CDA.PRACTICE",
+            "error",
+            f"practiceSettingCode {de.practice.code} differs from the CDA standardIndustryClassCode {want}",
+            de.practice.location,
+        )
     # Format from the model
     fc = de.format_code
     if fc and fc.code:
         allowed = expected_formats(facts, term)
         if allowed and fc.code not in allowed:
-            yield Finding(f"{p}.FORMAT-MODEL", "error", f"formatCode {fc.code} does not follow from the CDA model (ASS_A11/A12: {', '.join(sorted(allowed))})", fc.location)
+            yield Finding(
+                f"{p}.FORMAT-MODEL",
+                "error",
+                f"formatCode {fc.code} does not follow from the CDA model (ASS_A11/A12: {', '.join(sorted(allowed))})",
+                fc.location,
+            )
         elif not allowed:
-            yield Finding(f"{p}.FORMAT-MODEL", "info", f"no ASS_A11 correspondence for the CDA templateIds {', '.join(facts.template_ids)}: formatCode {fc.code} not judged", fc.location)
+            yield Finding(
+                f"{p}.FORMAT-MODEL",
+                "info",
+                f"no ASS_A11 correspondence for the CDA templateIds ({', '.join(facts.template_ids) or 'none'}): "
+                f"formatCode {fc.code} not judged",
+                fc.location,
+            )
     # Hash / size (when the content was not already judged from the message itself)
     if doc_bytes is not None and (document is not None or de.content is None):
         yield from content_findings(p, de, doc_bytes)

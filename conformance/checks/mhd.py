@@ -41,6 +41,7 @@ from conformance.checks.dmp_metadata import (
     cda_rules,
     fhir_datetime_utc,
     is_oid,
+    nos_name,
     semantic_findings,
     semantic_rules,
     shipped_terminology,
@@ -108,7 +109,9 @@ class _Index:
         if ref is None:
             return None
         if ref.startswith("#"):
-            return next((c for c in _l(container.get("contained")) if isinstance(c, dict) and c.get("id") == ref[1:]), None)
+            return next(
+                (c for c in _l(container.get("contained")) if isinstance(c, dict) and c.get("id") == ref[1:]), None
+            )
         if ref in self.by_ref:
             return self.by_ref[ref]
         tail = "/".join(ref.rstrip("/").split("/")[-2:])
@@ -122,7 +125,7 @@ def _coding(cc: Any, loc: str) -> Coded | None:
     if not coding:
         return None
     system = _s(coding.get("system"))
-    return Coded(_s(coding.get("code")), system_oid(system) or system, _s(coding.get("display")), loc)
+    return Coded(_s(coding.get("code")), system_oid(system) or system, _s(coding.get("display")), loc, nos_name(system))
 
 
 def _ins_of(resource: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -141,7 +144,9 @@ def _patient(subject: Any, container: Mapping[str, Any], index: _Index, loc: str
     ident = _d(subject.get("identifier"))
     if ident:
         oid = system_oid(_s(ident.get("system")))
-        return PatientRef(f"{ident.get('system')}|{ident.get('value')}", _s(ident.get("value")), oid, None, f"{loc}.identifier")
+        return PatientRef(
+            f"{ident.get('system')}|{ident.get('value')}", _s(ident.get("value")), oid, None, f"{loc}.identifier"
+        )
     ref = _s(subject.get("reference"))
     if ref is None:
         return PatientRef(None, None, None, None, loc, "subject has neither identifier nor reference")
@@ -151,7 +156,9 @@ def _patient(subject: Any, container: Mapping[str, Any], index: _Index, loc: str
             if key == "identifier" and "|" in val:
                 system, _, value = unquote(val).partition("|")
                 return PatientRef(ref, value or None, system_oid(system), None, f"{loc}.reference")
-        return PatientRef(ref, None, None, None, f"{loc}.reference", "conditional reference without identifier=system|value")
+        return PatientRef(
+            ref, None, None, None, f"{loc}.reference", "conditional reference without identifier=system|value"
+        )
     target = index.resolve(ref, container)
     if target is not None and target.get("resourceType") == "Patient":
         ins = _ins_of(target)
@@ -219,9 +226,18 @@ def parse_bundle(bundle: Any) -> Submission:
         raise InputError("INPUT.JSON", f"expected a FHIR Bundle, got {got!r}")
     shape: list[Finding] = []
     if bundle.get("type") != "transaction":
-        shape.append(Finding(BUNDLE, "error", f"Bundle.type {bundle.get('type')!r} (transaction expected)", "Bundle.type"))
+        shape.append(
+            Finding(BUNDLE, "error", f"Bundle.type {bundle.get('type')!r} (transaction expected)", "Bundle.type")
+        )
     if not _l(_d(bundle.get("meta")).get("profile")):
-        shape.append(Finding(BUNDLE, "warning", f"Bundle.meta.profile is empty (PDSm requires it, e.g. {BUNDLE_PROFILE})", "Bundle.meta"))
+        shape.append(
+            Finding(
+                BUNDLE,
+                "warning",
+                f"Bundle.meta.profile is empty (PDSm requires it, e.g. {BUNDLE_PROFILE})",
+                "Bundle.meta",
+            )
+        )
     entries = [_d(e) for e in _l(bundle.get("entry"))]
     if not entries:
         shape.append(Finding(BUNDLE, "error", "Bundle without entries", "Bundle.entry"))
@@ -237,16 +253,37 @@ def parse_bundle(bundle: Any) -> Submission:
         if not _s(req.get("method")) or not _s(req.get("url")):
             shape.append(Finding(BUNDLE, "error", "entry without request.method and request.url", f"{loc}.request"))
         rtype = res.get("resourceType")
-        expected = "PATCH" if rtype == "Parameters" else "POST" if rtype in ("List", "DocumentReference", "Binary") else None
-        if expected and _s(req.get("method")) and req["method"] != expected and not (rtype == "List" and req["method"] == "PUT"):
-            shape.append(Finding(BUNDLE, "error", f"{rtype} entry with request.method {req['method']} ({expected} expected)", f"{loc}.request.method"))
+        expected = (
+            "PATCH" if rtype == "Parameters" else "POST" if rtype in ("List", "DocumentReference", "Binary") else None
+        )
+        if (
+            expected
+            and _s(req.get("method"))
+            and req["method"] != expected
+            and not (rtype == "List" and req["method"] == "PUT")
+        ):
+            shape.append(
+                Finding(
+                    BUNDLE,
+                    "error",
+                    f"{rtype} entry with request.method {req['method']} ({expected} expected)",
+                    f"{loc}.request.method",
+                )
+            )
         if rtype == "List" and any(_d(c).get("code") == "submissionset" for c in _l(_d(res.get("code")).get("coding"))):
             lists.append((n, res))
         elif rtype == "DocumentReference":
             docrefs.append((n, res))
     ss: SubmissionSet | None = None
     if len(lists) != 1:
-        shape.append(Finding(SUBMISSIONSET, "error", f"{len(lists)} SubmissionSet List(s) in the Bundle (exactly one expected)", "Bundle.entry"))
+        shape.append(
+            Finding(
+                SUBMISSIONSET,
+                "error",
+                f"{len(lists)} SubmissionSet List(s) in the Bundle (exactly one expected)",
+                "Bundle.entry",
+            )
+        )
     if lists:
         ss = _submission_set(lists[0][0], lists[0][1], entries, index, shape)
     documents = [_docref(n, res, entries[n], index, shape) for n, res in docrefs]
@@ -262,16 +299,24 @@ def parse_bundle(bundle: Any) -> Submission:
     return Submission("mhd", ss, documents, replacements, shape)
 
 
-def _submission_set(n: int, res: dict[str, Any], entries: list[dict[str, Any]], index: _Index, shape: list[Finding]) -> SubmissionSet:
+def _submission_set(
+    n: int, res: dict[str, Any], entries: list[dict[str, Any]], index: _Index, shape: list[Finding]
+) -> SubmissionSet:
     loc = f"Bundle.entry[{n}].resource"
     ss = SubmissionSet(id=_s(entries[n].get("fullUrl")) or f"List/{res.get('id')}", location=loc)
     if res.get("status") != "current":
-        shape.append(Finding(SUBMISSIONSET, "error", f"List.status {res.get('status')!r} (current expected)", f"{loc}.status"))
+        shape.append(
+            Finding(SUBMISSIONSET, "error", f"List.status {res.get('status')!r} (current expected)", f"{loc}.status")
+        )
     if res.get("mode") != "working":
-        shape.append(Finding(SUBMISSIONSET, "error", f"List.mode {res.get('mode')!r} (working expected)", f"{loc}.mode"))
+        shape.append(
+            Finding(SUBMISSIONSET, "error", f"List.mode {res.get('mode')!r} (working expected)", f"{loc}.mode")
+        )
     codings = _l(_d(res.get("code")).get("coding"))
     if not any(_d(c).get("system") == MHD_LIST_TYPES and _d(c).get("code") == "submissionset" for c in codings):
-        shape.append(Finding(SUBMISSIONSET, "error", f"List.code must be {MHD_LIST_TYPES}#submissionset", f"{loc}.code"))
+        shape.append(
+            Finding(SUBMISSIONSET, "error", f"List.code must be {MHD_LIST_TYPES}#submissionset", f"{loc}.code")
+        )
     for key in ("date", "source", "subject"):
         if not res.get(key):
             shape.append(Finding(SUBMISSIONSET, "error", f"List.{key} is required by the PDSm SubmissionSet", loc))
@@ -282,7 +327,11 @@ def _submission_set(n: int, res: dict[str, Any], entries: list[dict[str, Any]], 
     exts = {_d(x).get("url"): _d(x) for x in _l(res.get("extension"))}
     dt = exts.get(EXT_DESIGNATION_TYPE)
     if dt is None:
-        shape.append(Finding(SUBMISSIONSET, "error", "designationType extension (contentTypeCode) is missing", f"{loc}.extension"))
+        shape.append(
+            Finding(
+                SUBMISSIONSET, "error", "designationType extension (contentTypeCode) is missing", f"{loc}.extension"
+            )
+        )
     else:
         ss.content_type = _coding(dt.get("valueCodeableConcept"), f"{loc}.extension('designationType')")
     sid = exts.get(EXT_SOURCE_ID)
@@ -292,16 +341,39 @@ def _submission_set(n: int, res: dict[str, Any], entries: list[dict[str, Any]], 
         value = _s(_d(sid.get("valueIdentifier")).get("value"))
         ss.source_id = value
         if value is None or not is_oid(value.removeprefix("urn:oid:")):
-            shape.append(Finding(SUBMISSIONSET, "error", f"sourceId {value!r} must be an OID (urn:oid:…)", f"{loc}.extension('sourceId')"))
+            shape.append(
+                Finding(
+                    SUBMISSIONSET,
+                    "error",
+                    f"sourceId {value!r} must be an OID (urn:oid:…)",
+                    f"{loc}.extension('sourceId')",
+                )
+            )
     items = [_s(_d(_d(e).get("item")).get("reference")) for e in _l(res.get("entry"))]
-    docref_urls = {_s(e.get("fullUrl")) for e in entries if _d(e.get("resource")).get("resourceType") == "DocumentReference"}
+    docref_urls = {
+        _s(e.get("fullUrl")) for e in entries if _d(e.get("resource")).get("resourceType") == "DocumentReference"
+    }
     for k, item in enumerate(items):
         target = index.resolve(item, res)
         if target is None or target.get("resourceType") not in ("DocumentReference", "List"):
-            shape.append(Finding(SUBMISSIONSET, "error", f"List.entry item {item!r} is not a DocumentReference of the Bundle", f"{loc}.entry[{k}].item"))
+            shape.append(
+                Finding(
+                    SUBMISSIONSET,
+                    "error",
+                    f"List.entry item {item!r} is not a DocumentReference of the Bundle",
+                    f"{loc}.entry[{k}].item",
+                )
+            )
     for url in docref_urls:
         if url and url not in items:
-            shape.append(Finding(SUBMISSIONSET, "error", f"DocumentReference {url} is not listed in the SubmissionSet", f"{loc}.entry"))
+            shape.append(
+                Finding(
+                    SUBMISSIONSET,
+                    "error",
+                    f"DocumentReference {url} is not listed in the SubmissionSet",
+                    f"{loc}.entry",
+                )
+            )
     return ss
 
 
@@ -320,7 +392,11 @@ def _docref(n: int, res: dict[str, Any], entry: dict[str, Any], index: _Index, s
         de.unique_id = f"{system[8:]}^{value}" if system and system.startswith("urn:oid:") else value
         de.locations["uniqueId"] = f"{loc}.masterIdentifier"
     if res.get("status") != "current":
-        shape.append(Finding(DOCREF, "error", f"status {res.get('status')!r} (current expected for a new document)", f"{loc}.status"))
+        shape.append(
+            Finding(
+                DOCREF, "error", f"status {res.get('status')!r} (current expected for a new document)", f"{loc}.status"
+            )
+        )
     need(bool(res.get("type")), "type")
     de.type_code = _coding(res.get("type"), f"{loc}.type")
     cats = _l(res.get("category"))
@@ -378,7 +454,11 @@ def _content(content: dict[str, Any], loc: str, de: DocumentEntry, index: _Index
     if "size" not in att:
         shape.append(Finding(ATTACHMENT, "error", "attachment.size is required (PDSm)", aloc))
     elif not isinstance(att["size"], int) or isinstance(att["size"], bool) or att["size"] < 0:
-        shape.append(Finding("MHD.SIZE", "error", f"attachment.size {att['size']!r} is not a non-negative integer", f"{aloc}.size"))
+        shape.append(
+            Finding(
+                "MHD.SIZE", "error", f"attachment.size {att['size']!r} is not a non-negative integer", f"{aloc}.size"
+            )
+        )
     else:
         de.size = att["size"]
     if not _s(att.get("hash")):
@@ -386,7 +466,14 @@ def _content(content: dict[str, Any], loc: str, de: DocumentEntry, index: _Index
     else:
         hexa = b64_sha1_to_hex(att["hash"])
         if hexa is None:
-            shape.append(Finding("MHD.HASH", "error", f"attachment.hash {att['hash']!r} is not the base64 of a 20-byte SHA-1", f"{aloc}.hash"))
+            shape.append(
+                Finding(
+                    "MHD.HASH",
+                    "error",
+                    f"attachment.hash {att['hash']!r} is not the base64 of a 20-byte SHA-1",
+                    f"{aloc}.hash",
+                )
+            )
         de.hash = hexa
     fmt = content.get("format")
     if not fmt:
@@ -396,14 +483,24 @@ def _content(content: dict[str, Any], loc: str, de: DocumentEntry, index: _Index
     if url:
         binary = index.resolve(url, {})
         if binary is None or binary.get("resourceType") != "Binary":
-            shape.append(Finding(ATTACHMENT, "error", f"attachment.url {url!r} is not a Binary of the Bundle", f"{aloc}.url"))
+            shape.append(
+                Finding(ATTACHMENT, "error", f"attachment.url {url!r} is not a Binary of the Bundle", f"{aloc}.url")
+            )
         else:
             try:
                 de.content = base64.b64decode(_s(binary.get("data")) or "", validate=True)
             except (binascii.Error, ValueError):
                 shape.append(Finding(ATTACHMENT, "error", f"Binary {url} data is not base64", f"{aloc}.url"))
             if binary.get("contentType") != de.mime_type:
-                shape.append(Finding(ATTACHMENT, "error", f"Binary contentType {binary.get('contentType')!r} differs from attachment.contentType {de.mime_type!r}", f"{aloc}.contentType"))
+                shape.append(
+                    Finding(
+                        ATTACHMENT,
+                        "error",
+                        f"Binary contentType {binary.get('contentType')!r} differs from attachment.contentType "
+                        f"{de.mime_type!r}",
+                        f"{aloc}.contentType",
+                    )
+                )
 
 
 # --- Registered checks ------------------------------------------------------------------------------
@@ -448,7 +545,11 @@ def mhd_cda(
     try:
         sub = _as_submission(artefact)
         if cda_root is None:
-            de = next((d for d in sub.documents if d.id == entry), None) if entry else (sub.documents[0] if sub.documents else None)
+            de = (
+                next((d for d in sub.documents if d.id == entry), None)
+                if entry
+                else (sub.documents[0] if sub.documents else None)
+            )
             data = document if document is not None else (de.content if de is not None else None)
             if data is None:
                 yield Finding("INPUT.CDA", "error", "no CDA document to compare with (none given, no Binary)", None)

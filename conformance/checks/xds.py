@@ -27,7 +27,6 @@ from conformance.checks.dmp_metadata import (
     Coded,
     DmpTerminology,
     DocumentEntry,
-    PatientRef,
     Replacement,
     Submission,
     SubmissionSet,
@@ -36,7 +35,6 @@ from conformance.checks.dmp_metadata import (
     components,
     dtm_problem,
     is_oid,
-    is_uuid,
     parse_cx,
     semantic_findings,
     semantic_rules,
@@ -90,7 +88,8 @@ TITLE = "XDS.TITLE"
 DOCUMENT = "XDS.DOCUMENT"
 
 STRUCTURE_RULES: dict[str, str] = {
-    STRUCTURE: "SubmitObjectsRequest : un lot de soumission (RegistryPackage classé SubmissionSet) et au moins une fiche",
+    STRUCTURE: "SubmitObjectsRequest : un lot de soumission (RegistryPackage classé SubmissionSet) "
+    "et au moins une fiche",
     SLOT_MISSING: "Slots requis : creationTime, languageCode, sourcePatientId, sourcePatientInfo, serviceStartTime, "
     "submissionTime",
     SLOT_FORMAT: "Slots bien formés (DTM UTC, langue, hash SHA-1 hex, size entier, valeur unique)",
@@ -208,8 +207,19 @@ def _author(cl: Any, loc: str) -> AuthorRef:
         if len(comps) < 3 or not comps[0] or not comps[2]:
             a.problems.append(f"authorSpecialty {spec!r} must be code^display^codeSystemOID")
         else:
-            a.specialties.append(Coded(comps[0], comps[2], comps[1] or None, f"{loc}/rim:Slot[@name='authorSpecialty']/rim:ValueList/rim:Value[{n}]"))
+            a.specialties.append(
+                Coded(
+                    comps[0],
+                    comps[2],
+                    comps[1] or None,
+                    f"{loc}/rim:Slot[@name='authorSpecialty']/rim:ValueList/rim:Value[{n}]",
+                )
+            )
     return a
+
+
+def _one(values: list[str] | None) -> str | None:
+    return values[0] if values else None
 
 
 def _time(value: list[str] | None, name: str, loc: str, shape: list[Finding]) -> str | None:
@@ -238,7 +248,11 @@ def parse_submission(root: Any) -> Submission:
     rol = sor.find(_q(RIM, "RegistryObjectList"))
     base = "//lcm:SubmitObjectsRequest/rim:RegistryObjectList"
     if rol is None:
-        shape.append(Finding(STRUCTURE, "error", "SubmitObjectsRequest without rim:RegistryObjectList", "//lcm:SubmitObjectsRequest"))
+        shape.append(
+            Finding(
+                STRUCTURE, "error", "SubmitObjectsRequest without rim:RegistryObjectList", "//lcm:SubmitObjectsRequest"
+            )
+        )
         return Submission("xds", None, [], shape=shape)
 
     objs: dict[str, _Obj] = {}
@@ -292,14 +306,32 @@ def parse_submission(root: Any) -> Submission:
             )
         )
     elif len(ss_objs) > 1:
-        shape.append(Finding(STRUCTURE, "error", f"{len(ss_objs)} submission sets in one request (exactly one expected)", ss_objs[1].location))
+        shape.append(
+            Finding(
+                STRUCTURE,
+                "error",
+                f"{len(ss_objs)} submission sets in one request (exactly one expected)",
+                ss_objs[1].location,
+            )
+        )
 
     documents: list[DocumentEntry] = []
     for o in extrinsic:
         ot = o.el.get("objectType")
         if ot != DOCUMENT_ENTRY_STABLE:
-            what = "on-demand entries cannot be provided by ITI-41" if ot == DOCUMENT_ENTRY_ON_DEMAND else f"objectType {ot!r}"
-            shape.append(Finding(STRUCTURE, "error", f"ExtrinsicObject {o.id!r}: {what} (stable DocumentEntry {DOCUMENT_ENTRY_STABLE} expected)", o.location))
+            what = (
+                "on-demand entries cannot be provided by ITI-41"
+                if ot == DOCUMENT_ENTRY_ON_DEMAND
+                else f"objectType {ot!r}"
+            )
+            shape.append(
+                Finding(
+                    STRUCTURE,
+                    "error",
+                    f"ExtrinsicObject {o.id!r}: {what} (stable DocumentEntry {DOCUMENT_ENTRY_STABLE} expected)",
+                    o.location,
+                )
+            )
             continue
         documents.append(_document_entry(o, shape))
     if not documents and not any(f.rule == STRUCTURE and "ExtrinsicObject" in f.message for f in shape):
@@ -316,7 +348,14 @@ def _document_entry(o: _Obj, shape: list[Finding]) -> DocumentEntry:
     slot_loc = lambda n: f"{o.location}/rim:Slot[@name='{n}']"  # noqa: E731
     for name in DE_REQUIRED_SLOTS:
         if not any(v for v in o.slots.get(name, [])):
-            shape.append(Finding(SLOT_MISSING, "error", f"DocumentEntry {o.id!r}: required slot {name} is missing or empty", o.location))
+            shape.append(
+                Finding(
+                    SLOT_MISSING,
+                    "error",
+                    f"DocumentEntry {o.id!r}: required slot {name} is missing or empty",
+                    o.location,
+                )
+            )
     for name in DE_SINGLE_SLOTS:
         if len(o.slots.get(name, [])) > 1:
             shape.append(Finding(SLOT_FORMAT, "error", f"slot {name} must have a single value", slot_loc(name)))
@@ -325,23 +364,39 @@ def _document_entry(o: _Obj, shape: list[Finding]) -> DocumentEntry:
     de.creation_time = _time(o.slots.get("creationTime"), "creationTime", slot_loc("creationTime"), shape)
     de.service_start = _time(o.slots.get("serviceStartTime"), "serviceStartTime", slot_loc("serviceStartTime"), shape)
     de.service_stop = _time(o.slots.get("serviceStopTime"), "serviceStopTime", slot_loc("serviceStopTime"), shape)
-    lang = (o.slots.get("languageCode") or [None])[0]
+    lang = _one(o.slots.get("languageCode"))
     if lang:
         de.language = lang
         if lang.lower() != "fr-fr" and "-" not in lang:
-            shape.append(Finding(SLOT_FORMAT, "error", f"languageCode {lang!r} is not an RFC 5646 tag such as fr-FR", slot_loc("languageCode")))
-    spid = (o.slots.get("sourcePatientId") or [None])[0]
+            shape.append(
+                Finding(
+                    SLOT_FORMAT,
+                    "error",
+                    f"languageCode {lang!r} is not an RFC 5646 tag such as fr-FR",
+                    slot_loc("languageCode"),
+                )
+            )
+    spid = _one(o.slots.get("sourcePatientId"))
     if spid:
         comps = components(spid)
         if not comps[0] or len(comps) < 4 or not comps[3]:
-            shape.append(Finding(SLOT_FORMAT, "error", f"sourcePatientId {spid!r} must be a CX id^^^&OID&ISO", slot_loc("sourcePatientId")))
-    h = (o.slots.get("hash") or [None])[0]
+            shape.append(
+                Finding(
+                    SLOT_FORMAT,
+                    "error",
+                    f"sourcePatientId {spid!r} must be a CX id^^^&OID&ISO",
+                    slot_loc("sourcePatientId"),
+                )
+            )
+    h = _one(o.slots.get("hash"))
     if h is not None:
         if len(h) == 40 and all(c in "0123456789abcdefABCDEF" for c in h):
             de.hash = h.lower()
         else:
-            shape.append(Finding("XDS.HASH", "error", f"hash {h!r} is not a 40-digit hexadecimal SHA-1", slot_loc("hash")))
-    size = (o.slots.get("size") or [None])[0]
+            shape.append(
+                Finding("XDS.HASH", "error", f"hash {h!r} is not a 40-digit hexadecimal SHA-1", slot_loc("hash"))
+            )
+    size = _one(o.slots.get("size"))
     if size is not None:
         if size.isdigit():
             de.size = int(size)
@@ -365,7 +420,9 @@ def _document_entry(o: _Obj, shape: list[Finding]) -> DocumentEntry:
             attr, what = DE_CODED[scheme]
             coded = _coded(cl, loc, shape, what)
             if seen[scheme] > 1:
-                shape.append(Finding(CLASSIFICATION, "error", f"{what} given {seen[scheme]} times (exactly one expected)", loc))
+                shape.append(
+                    Finding(CLASSIFICATION, "error", f"{what} given {seen[scheme]} times (exactly one expected)", loc)
+                )
             else:
                 setattr(de, attr, coded)
         elif scheme == DE_CONFIDENTIALITY:
@@ -374,18 +431,40 @@ def _document_entry(o: _Obj, shape: list[Finding]) -> DocumentEntry:
             de.authors.append(_author(cl, f"{loc}[{seen[scheme]}]" if seen[scheme] > 1 else loc))
     for scheme, (_attr, what) in DE_CODED.items():
         if scheme not in seen:
-            shape.append(Finding(CLASSIFICATION, "error", f"DocumentEntry {o.id!r}: {what} classification is missing", o.location))
+            shape.append(
+                Finding(
+                    CLASSIFICATION, "error", f"DocumentEntry {o.id!r}: {what} classification is missing", o.location
+                )
+            )
     if DE_CONFIDENTIALITY not in seen:
-        shape.append(Finding(CLASSIFICATION, "error", f"DocumentEntry {o.id!r}: confidentialityCode classification is missing", o.location))
+        shape.append(
+            Finding(
+                CLASSIFICATION,
+                "error",
+                f"DocumentEntry {o.id!r}: confidentialityCode classification is missing",
+                o.location,
+            )
+        )
     if DE_AUTHOR not in seen:
         shape.append(Finding("XDS.AUTHOR", "error", f"DocumentEntry {o.id!r}: no author classification", o.location))
 
-    for scheme, label, attr in ((DE_PATIENT_ID, "XDSDocumentEntry.patientId", "patient"), (DE_UNIQUE_ID, "XDSDocumentEntry.uniqueId", "unique_id")):
+    for scheme, label, attr in (
+        (DE_PATIENT_ID, "XDSDocumentEntry.patientId", "patient"),
+        (DE_UNIQUE_ID, "XDSDocumentEntry.uniqueId", "unique_id"),
+    ):
         found = [e for e in o.ext_ids if e.get("identificationScheme") == scheme]
         loc = f"{o.location}/rim:ExternalIdentifier[@identificationScheme='{scheme}']"
         de.locations["uniqueId" if attr == "unique_id" else "patientId"] = loc
         if len(found) != 1 or not found[0].get("value"):
-            shape.append(Finding(EXTID, "error", f"DocumentEntry {o.id!r}: exactly one {label} ExternalIdentifier with a value required (found {len(found)})", o.location))
+            shape.append(
+                Finding(
+                    EXTID,
+                    "error",
+                    f"DocumentEntry {o.id!r}: exactly one {label} ExternalIdentifier with a value required "
+                    f"(found {len(found)})",
+                    o.location,
+                )
+            )
             if not found or not found[0].get("value"):
                 continue
         value = found[0].get("value")
@@ -401,7 +480,9 @@ def _submission_set(o: _Obj, shape: list[Finding]) -> SubmissionSet:
     st = o.slots.get("submissionTime") or []
     ss.locations["submissionTime"] = f"{o.location}/rim:Slot[@name='submissionTime']"
     if not st or not st[0]:
-        shape.append(Finding(SLOT_MISSING, "error", "submission set: required slot submissionTime is missing", o.location))
+        shape.append(
+            Finding(SLOT_MISSING, "error", "submission set: required slot submissionTime is missing", o.location)
+        )
     else:
         ss.submission_time = _time(st, "submissionTime", ss.locations["submissionTime"], shape)
     count: dict[str, int] = {}
@@ -419,9 +500,18 @@ def _submission_set(o: _Obj, shape: list[Finding]) -> SubmissionSet:
         elif scheme == SS_AUTHOR:
             ss.authors.append(_author(cl, loc))
         elif scheme == DE_AUTHOR:
-            shape.append(Finding(CLASSIFICATION, "error", f"submission set author uses the DocumentEntry scheme {DE_AUTHOR} (expected {SS_AUTHOR})", loc))
+            shape.append(
+                Finding(
+                    CLASSIFICATION,
+                    "error",
+                    f"submission set author uses the DocumentEntry scheme {DE_AUTHOR} (expected {SS_AUTHOR})",
+                    loc,
+                )
+            )
     if SS_CONTENT_TYPE not in count:
-        shape.append(Finding(CLASSIFICATION, "error", "submission set: contentTypeCode classification is missing", o.location))
+        shape.append(
+            Finding(CLASSIFICATION, "error", "submission set: contentTypeCode classification is missing", o.location)
+        )
     if SS_AUTHOR not in count:
         shape.append(Finding("XDS.AUTHOR", "error", "submission set: no author classification", o.location))
     for scheme, label in ((SS_PATIENT_ID, "patientId"), (SS_UNIQUE_ID, "uniqueId"), (SS_SOURCE_ID, "sourceId")):
@@ -429,7 +519,15 @@ def _submission_set(o: _Obj, shape: list[Finding]) -> SubmissionSet:
         loc = f"{o.location}/rim:ExternalIdentifier[@identificationScheme='{scheme}']"
         ss.locations[label] = loc
         if len(found) != 1 or not found[0].get("value"):
-            shape.append(Finding(EXTID, "error", f"submission set: exactly one XDSSubmissionSet.{label} ExternalIdentifier with a value required (found {len(found)})", o.location))
+            shape.append(
+                Finding(
+                    EXTID,
+                    "error",
+                    f"submission set: exactly one XDSSubmissionSet.{label} ExternalIdentifier with a value "
+                    f"required (found {len(found)})",
+                    o.location,
+                )
+            )
             continue
         value = found[0].get("value")
         if label == "patientId":
@@ -437,7 +535,11 @@ def _submission_set(o: _Obj, shape: list[Finding]) -> SubmissionSet:
         elif label == "uniqueId":
             ss.unique_id = value
             if not is_oid(value.removeprefix("urn:oid:")):
-                shape.append(Finding(EXTID, "error", f"XDSSubmissionSet.uniqueId {value!r} must be an OID (≤ 64 characters)", loc))
+                shape.append(
+                    Finding(
+                        EXTID, "error", f"XDSSubmissionSet.uniqueId {value!r} must be an OID (≤ 64 characters)", loc
+                    )
+                )
         else:
             ss.source_id = value
             if not is_oid(value.removeprefix("urn:oid:")):
@@ -462,7 +564,9 @@ def _associations(
         if atype == HAS_MEMBER and ss is not None and _norm_id(src) == _norm_id(ss.id):
             status = _slots(a).get("SubmissionSetStatus") or []
             if _norm_id(tgt) in {_norm_id(d.id) for d in documents} and status != ["Original"]:
-                shape.append(Finding(ASSOCIATION, "error", f"HasMember to {tgt!r}: SubmissionSetStatus must be 'Original'", loc))
+                shape.append(
+                    Finding(ASSOCIATION, "error", f"HasMember to {tgt!r}: SubmissionSetStatus must be 'Original'", loc)
+                )
             members.add(_norm_id(tgt))
         elif atype == RPLC_TYPE:
             replacements.append(Replacement(src, tgt, loc))
@@ -470,7 +574,11 @@ def _associations(
             shape.append(Finding("DMP.RPLC", "error", f"association type {atype!r} is not {RPLC_TYPE}", loc))
     for d in documents:
         if ss is not None and _norm_id(d.id) not in members:
-            shape.append(Finding(ASSOCIATION, "error", f"no HasMember association from the submission set to {d.id!r}", d.location))
+            shape.append(
+                Finding(
+                    ASSOCIATION, "error", f"no HasMember association from the submission set to {d.id!r}", d.location
+                )
+            )
     return replacements
 
 
@@ -495,7 +603,11 @@ def _attach_documents(root: Any, documents: list[DocumentEntry], shape: list[Fin
         except (binascii.Error, ValueError):
             shape.append(Finding(DOCUMENT, "error", "xdsb:Document content is not base64", loc))
     for did in docs:
-        shape.append(Finding(DOCUMENT, "error", f"xdsb:Document {did!r} matches no DocumentEntry", f"//xdsb:Document[@id='{did}']"))
+        shape.append(
+            Finding(
+                DOCUMENT, "error", f"xdsb:Document {did!r} matches no DocumentEntry", f"//xdsb:Document[@id='{did}']"
+            )
+        )
 
 
 # --- Registered checks ------------------------------------------------------------------------------

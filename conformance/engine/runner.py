@@ -11,6 +11,7 @@ Design points (see STYLE.md):
 
 from __future__ import annotations
 
+import inspect
 import json
 import queue
 import threading
@@ -25,6 +26,7 @@ from conformance import __version__
 from conformance.checks import CHECKS
 from conformance.checks.fhir import patients_in
 from conformance.checks.registry import rule_matches, run_check
+from conformance.engine.artefacts import PART_KINDS, check_arguments, received_part
 from conformance.engine.driver import DriverClient, DriverError, Operator
 from conformance.engine.evidence import EvidenceStore, body_text, now_iso
 from conformance.engine.target import Target
@@ -110,6 +112,8 @@ class RunContext:
     operator: Operator | None = None
     step_timeout: float = 30.0
     await_timeout: float = 60.0
+    # The run's test PKI (conformance.pki.RunPki) when a simulator needs signed tokens (DMP/VIHF).
+    pki: Any = None
     await_override: float | None = None  # the user's --await-timeout wins over scenario values
 
 
@@ -122,7 +126,9 @@ class _ScenarioRun:
     outcomes: list[tuple[str, CheckOutcome]] = field(default_factory=list)
 
 
-SERVICE_PATHS = {"insi": "/lps"}
+SERVICE_PATHS = {"insi": "/lps", "dmp": "/dmp"}
+# Services a simulator offers at a second URL: name -> (simulator, path). The DMP double serves MHD too.
+EXTRA_SERVICES = {"mhd": ("dmp", "/fhir")}
 
 
 class Engine:
@@ -437,7 +443,15 @@ class Engine:
         return ex, saved, ids
 
     def _services(self) -> dict[str, Any]:
-        return {name: url + SERVICE_PATHS.get(name, "") for name, url in self.ctx.simulators.items()}
+        out: dict[str, Any] = {name: url + SERVICE_PATHS.get(name, "") for name, url in self.ctx.simulators.items()}
+        for name, (sim, path) in EXTRA_SERVICES.items():
+            if sim in self.ctx.simulators:
+                out[name] = self.ctx.simulators[sim] + path
+        if self.ctx.pki is not None:
+            # The vendor signs (VIHF) and authenticates with credentials the bench trusts for this run.
+            out["pki"] = self.ctx.pki.services()
+            out["ca_pem"] = out["pki"]["ca_pem"]
+        return out
 
     def _driver(self, sc: Scenario, step: Step, variables: dict[str, Any]) -> tuple[Any, Any, list[str]]:
         try:
@@ -480,8 +494,12 @@ class Engine:
         action_id = params.get("action_id")
         birth_name = (params.get("birth_name") or "").upper()
 
+        operation = params.get("operation")
+
         def match(item: Received) -> bool:
             if item.service != service:
+                return False
+            if operation and item.facts.get("operation") != operation:
                 return False
             if action_id and item.header("X-Segur-Bench-Action") == action_id:
                 return True
@@ -573,6 +591,16 @@ class Engine:
             for loc, res in found:
                 out.extend(run_check(check_name, res, location=loc, **args))
             return out
+        if isinstance(artefact, Received) and info.kind in PART_KINDS:
+            part = received_part(info.kind, artefact)
+            if isinstance(part, Finding):
+                return [part]
+            target, extra = part
+            if info.kind == "vihf" and self.ctx.pki is not None:
+                extra.setdefault("ca_pem", self.ctx.pki.ca_pem)
+            if "cda_root" in inspect.signature(info.func).parameters and "cda_root" not in extra | args:
+                return [Finding("INPUT.NO-DOCUMENT", "error", "no CDA document in the request", "//xdsb:Document")]
+            return run_check(check_name, target, **check_arguments(info.func, extra, args))
         return run_check(check_name, artefact, **args)
 
 

@@ -305,6 +305,7 @@ class SoapRequest:
     documents: dict[str, bytes] = field(default_factory=dict)
     document_errors: list[str] = field(default_factory=list)
     body_child: etree._Element | None = None
+    envelope_xml: bytes | None = None  # the SOAP envelope (MTOM root part), attachments left out
 
 
 def _xop_content(el: etree._Element, parts: Mapping[str, MimePart]) -> bytes:
@@ -339,6 +340,7 @@ def parse_soap(body: bytes, content_type: str | None) -> SoapRequest:
     else:
         xml = body
     root = parse_xml(xml, max_bytes=MAX_XML)
+    req.envelope_xml = xml
     if _local(root) != "Envelope":
         raise InputError("INPUT.SOAP", f"not a SOAP envelope (root element {root.tag})")
     ns = etree.QName(root).namespace
@@ -685,6 +687,7 @@ def _base_facts() -> dict[str, Any]:
         "metadata_xml": None,
         "documents": {},
         "security_xml": None,
+        "envelope_xml": None,
         "patient_ins": None,
         "patient_id": None,
         "entry_uuids": [],
@@ -709,6 +712,7 @@ def _soap_facts(req: SoapRequest) -> dict[str, Any]:
         "action": req.action,
         "message_id": req.message_id,
         "security_xml": req.security_xml,
+        "envelope_xml": req.envelope_xml,
         "metadata_xml": req.metadata_xml,
         "documents": dict(req.documents),
     }
@@ -824,10 +828,14 @@ def _handle_iti43(req: SoapRequest, store: DmpStore, facts: dict[str, Any], vers
     assert req.body_child is not None
     found: list[StoredEntry] = []
     missing: list[str] = []
+    unknown_repos: list[str] = []
     for dr in _children(req.body_child):
         if _local(dr) != "DocumentRequest":
             continue
         uid = _text(_child(dr, "DocumentUniqueId"))
+        repo = _text(_child(dr, "RepositoryUniqueId"))
+        if repo != REPOSITORY_UNIQUE_ID:
+            unknown_repos.append(repo or "")
         entry = store.by_unique_id(uid) if uid else None
         if entry is None:
             missing.append(uid or "")
@@ -837,6 +845,9 @@ def _handle_iti43(req: SoapRequest, store: DmpStore, facts: dict[str, Any], vers
     facts["entry_uuids"] = [e.entry_uuid for e in found]
     facts["patient_ins"] = next((e.ins for e in found if e.ins), None)
     facts["retrieved"] = [e.unique_id for e in found]
+    facts["missing_documents"] = missing
+    # Lenient: the document is answered whatever repository was named; the check judges the request.
+    facts["unknown_repositories"] = unknown_repos
     if missing:
         facts["error"] = {"rule": "INPUT.XDS", "message": f"unknown documents {missing}"}
     body, ctype = build_retrieve_response(found, missing, relates_to=req.message_id, soap_version=version)

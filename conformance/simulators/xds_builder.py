@@ -115,7 +115,7 @@ def _person_xcn(doc: Any, path: str, pid: str | None, oid: str | None) -> str | 
 
 def _format_scheme(code: str, term: DmpTerminology) -> str:
     for vid in ("J60", "J10"):
-        oids = [o for o in term.valuesets[vid].codes.get(code, ()) if o]
+        oids = sorted(o for o in term.valuesets[vid].codes.get(code, ()) if o and not o.startswith("nos:"))
         if oids:
             return oids[0]
     return "1.3.6.1.4.1.19376.1.2.3" if code.startswith("urn:ihe") else "1.2.250.1.213.1.1.4.2.282"
@@ -225,7 +225,7 @@ def _content_type(facts: Any, term: DmpTerminology) -> tuple[str, str]:
 # --- Serialisation -------------------------------------------------------------------------------------
 
 
-def _el(parent: Any, tag: str, **attrs: str) -> Any:
+def _el(parent: Any, tag: str, **attrs: str | None) -> Any:
     return etree.SubElement(parent, f"{{{RIM}}}{tag}", {k: v for k, v in attrs.items() if v is not None})
 
 
@@ -251,7 +251,9 @@ def _classification(parent: Any, scheme: str, obj: str, coded: Any, cid: str) ->
         return
     code, cscheme = coded[0], coded[1]
     display = coded[2] if len(coded) > 2 else code
-    cl = _el(parent, "Classification", id=cid, classificationScheme=scheme, classifiedObject=obj, nodeRepresentation=code)
+    cl = _el(
+        parent, "Classification", id=cid, classificationScheme=scheme, classifiedObject=obj, nodeRepresentation=code
+    )
     _name(cl, display)
     _slot(cl, "codingScheme", cscheme)
 
@@ -279,7 +281,17 @@ def render(meta: dict[str, Any], *, replaces: str | None = None) -> bytes:
     rol = _el(root, "RegistryObjectList")
     de_id = meta["entryUUID"] or "Document01"
     eo = _el(rol, "ExtrinsicObject", id=de_id, mimeType=meta.get("mimeType"), objectType=DOCUMENT_ENTRY_STABLE)
-    for name in ("creationTime", "hash", "languageCode", "legalAuthenticator", "serviceStartTime", "serviceStopTime", "size", "sourcePatientId", "sourcePatientInfo"):
+    for name in (
+        "creationTime",
+        "hash",
+        "languageCode",
+        "legalAuthenticator",
+        "serviceStartTime",
+        "serviceStopTime",
+        "size",
+        "sourcePatientId",
+        "sourcePatientInfo",
+    ):
         _slot(eo, name, meta.get(name))
     _name(eo, meta.get("title"))
     _author(eo, DE_AUTHOR, de_id, meta.get("authorPerson"), meta, "cl-de-author")
@@ -306,7 +318,14 @@ def render(meta: dict[str, Any], *, replaces: str | None = None) -> bytes:
         a = _el(rol, "Association", id="as-member", associationType=HAS_MEMBER, sourceObject=ss_id, targetObject=de_id)
         _slot(a, "SubmissionSetStatus", meta.get("submissionSetStatus"))
     if replaces:
-        _el(rol, "Association", id="as-rplc", associationType=meta.get("rplcType") or RPLC_TYPE, sourceObject=de_id, targetObject=replaces)
+        _el(
+            rol,
+            "Association",
+            id="as-rplc",
+            associationType=meta.get("rplcType") or RPLC_TYPE,
+            sourceObject=de_id,
+            targetObject=replaces,
+        )
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
 
@@ -329,7 +348,9 @@ def build_submit_objects(
     CDA's first author.  ``replaces`` is the entryUUID (``urn:uuid:…``) of the version replaced (RPLC).
     Raises ``ValueError`` when the CDA gives no formatCode correspondence and none is overridden.
     """
-    meta = derive_metadata(document, cda_root, patient_ins=patient_ins, ins_oid=ins_oid, author=author, term=terminology, now=now)
+    meta = derive_metadata(
+        document, cda_root, patient_ins=patient_ins, ins_oid=ins_oid, author=author, term=terminology, now=now
+    )
     for key, value in (overrides or {}).items():
         meta[key] = value
     if meta.get("formatCode", _MISSING) is None and "formatCode" not in (overrides or {}):
