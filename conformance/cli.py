@@ -874,12 +874,12 @@ def main() -> None:
         print("segur-bench: interrupted", file=sys.stderr)
         sys.exit(2)
     except Exception as exc:  # click usage errors and anything unexpected
-        import click
-
-        if isinstance(exc, click.exceptions.Abort):
+        # Typer may use click or its own vendored copy: recognise click's exceptions by shape.
+        names = {cls.__name__ for cls in type(exc).__mro__}
+        if "Abort" in names:
             print("segur-bench: aborted", file=sys.stderr)
             sys.exit(2)
-        if isinstance(exc, click.ClickException):
+        if "ClickException" in names and hasattr(exc, "format_message"):
             print(f"segur-bench: error: {exc.format_message()}", file=sys.stderr)
             sys.exit(2)
         print(f"segur-bench: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)

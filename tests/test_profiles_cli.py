@@ -99,3 +99,10 @@ def test_unknown_fault_and_list_faults() -> None:
     proc = run_cli("sim", "--list-faults")
     assert proc.returncode == 0
     assert "ins.bad-key" in proc.stdout and "SC.INS/va1.01" in proc.stdout
+
+
+def test_usage_errors_are_one_line_exit_2() -> None:
+    for args in (("run",), ("nope",), ("validate", "--kind", "zzz", "x"), ("pki", "issue", "--cn", "x", "--usage", "bogus")):
+        proc = run_cli(*args)
+        assert proc.returncode == 2, args
+        assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("segur-bench: error:"), proc.stderr

@@ -982,7 +982,9 @@ def semantic_findings(
             if problem:
                 yield Finding(f"{p}.UNIQUEID", "error", problem, de.loc("uniqueId"))
         tc, cc = de.type_code, de.class_code
-        if tc and cc and tc.code and cc.code:
+        class_vs = term.valuesets.get(VALUE_SET_PROFILES[profile]["class"])
+        # A classCode outside its value set is VS.CLASS's business, not a second finding here.
+        if tc and cc and tc.code and cc.code and (class_vs is None or cc.code in class_vs.codes):
             expected = term.type_to_class.get(tc.code)
             if expected is not None and cc.code not in expected:
                 yield Finding(

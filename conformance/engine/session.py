@@ -83,7 +83,23 @@ def start_simulators(names: set[str], traffic: TrafficLog, host: str) -> dict[st
         from conformance.simulators.insi import create_insi_app
 
         servers["insi"] = BackgroundServer(create_insi_app(traffic), host=host, name="insi").start()
+    if "dmp" in names:
+        from conformance.simulators.dmp import create_dmp_app
+
+        servers["dmp"] = BackgroundServer(create_dmp_app(traffic), host=host, name="dmp").start()
     return servers
+
+
+def run_pki(needed: set[str]) -> Any:
+    """A throw-away test PKI when a simulator judges signed tokens (the DMP's VIHF), else None.
+
+    Its CA is what the VIHF check trusts; its client key goes to the vendor in ``services.pki``.
+    """
+    if "dmp" not in needed:
+        return None
+    from conformance.pki import ephemeral_run_pki
+
+    return ephemeral_run_pki()
 
 
 def run_session(
@@ -104,6 +120,10 @@ def run_session(
     if opts.services is not None:
         scenarios = [s for s in scenarios if s.service in opts.services]
     needed = {sim for s in scenarios for sim in s.simulators}
+    pki = run_pki(needed)
+    if pki is not None:
+        # The run's private key travels in driver requests: never into evidence.
+        redactor.add(pki.services()["key_pem"])
     servers = start_simulators(needed, traffic, opts.sim_host)
     driver = DriverClient(target.endpoints["driver"], http) if target.endpoints.get("driver") else None
     if driver is not None:
@@ -113,6 +133,7 @@ def run_session(
                 if key in caps and isinstance(caps[key], str):
                     target.product.setdefault(key, caps[key])
     ctx = RunContext(
+        pki=pki,
         target=target,
         http=http,
         evidence=evidence,

@@ -4,7 +4,8 @@ The quality bar of the bench is that "a conformant reference vendor passes, the 
 injected fault fails exactly the requirement that fault breaks".  This registry is the single place
 that states which requirement ids each fault is expected to break: tests of the checks, ``segur-bench
 sim --list-faults`` and the reference vendor itself all read it, so a fault and its expectation
-cannot drift apart.  Requirement ids are those of ``profiles/segur-v2-ins.yaml``.
+cannot drift apart.  Requirement ids are those of the profile of the fault's service:
+``profiles/segur-v2-ins.yaml`` for ``ins.*``, ``profiles/segur-v2-dmp.yaml`` for ``dmp.*``.
 """
 
 from __future__ import annotations
@@ -110,6 +111,85 @@ FAULTS: dict[str, Fault] = _faults(
         "ins",
         "FHIR Patient search ignores the identifier parameter and returns every stored patient.",
         ("SB.FHIR.01",),
+    ),
+    # DMP client side (vendor_dmp.py); requirement ids of profiles/segur-v2-dmp.yaml.
+    Fault(
+        "dmp.vihf-missing-attribute",
+        "dmp",
+        "Signs a VIHF token without the LPS_ID_HOMOLOGATION_DMP attribute (DMP homologation number).",
+        ("SB.DMP.04",),
+    ),
+    Fault(
+        "dmp.vihf-unsigned",
+        "dmp",
+        "Sends the VIHF assertion without its XML signature.",
+        ("SC.DMP/CONF.10",),
+    ),
+    Fault(
+        "dmp.vihf-expired",
+        "dmp",
+        "Sends a validly signed VIHF token whose validity window ended two hours ago.",
+        ("SC.DMP/CONF.10",),
+    ),
+    Fault(
+        "dmp.metadata-type-mismatch",
+        "dmp",
+        "XDS typeCode 11506-3 (same class) while the CDA's code is 11488-4.",
+        ("SB.DMP.02",),
+    ),
+    Fault(
+        "dmp.wrong-class-code",
+        "dmp",
+        "XDS classCode 11 (Synthèse), which ASS_X04 does not give for the typeCode 11488-4 (class 10).",
+        ("LGC.DMP.02",),
+    ),
+    Fault(
+        "dmp.bad-confidentiality",
+        "dmp",
+        "Adds the confidentialityCode MASQUE, not in JDV J58 (the DMP's code is MASQUE_PS).",
+        ("LGC.DMP.02",),
+    ),
+    Fault(
+        "dmp.missing-ins",
+        "dmp",
+        "Keys the XDS submission (patientId) by the local IPP instead of the patient's INS.",
+        ("SB.DMP.01",),
+    ),
+    Fault(
+        "dmp.wrong-hash",
+        "dmp",
+        "Declares an XDS hash slot that is not the SHA-1 of the document sent.",
+        ("SB.DMP.02",),
+    ),
+    Fault(
+        "dmp.cda-missing-custodian",
+        "dmp",
+        "Produces CDA documents without custodian (the structure keeping the document).",
+        ("SC.CDA/DD.08",),
+    ),
+    Fault(
+        "dmp.cda-bad-language",
+        "dmp",
+        "Produces CDA documents with languageCode en-US instead of fr-FR.",
+        ("SC.CDA/DD.08",),
+    ),
+    Fault(
+        "dmp.replace-without-rplc",
+        "dmp",
+        "Sends a new version (same setId, version + 1) without the RPLC association to the previous one.",
+        ("SC.DMP/va1.23",),
+    ),
+    Fault(
+        "dmp.soap11",
+        "dmp",
+        "Sends the XDS.b transactions in SOAP 1.1 envelopes instead of SOAP 1.2.",
+        ("SB.DMP.03",),
+    ),
+    Fault(
+        "dmp.retrieve-wrong-repository",
+        "dmp",
+        "Retrieves documents (ITI-43) from a repository id other than the one the registry returned.",
+        ("SB.DMP.05",),
     ),
 )
 

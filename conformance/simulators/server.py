@@ -14,8 +14,19 @@ import uvicorn
 class BackgroundServer:
     """Start ``app`` on ``host:port`` (0 = any free port); ``url`` is known once started."""
 
-    def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 0, name: str = "server") -> None:
+    def __init__(
+        self,
+        app: Any,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        name: str = "server",
+        ssl_certfile: str | None = None,
+        ssl_keyfile: str | None = None,
+        ssl_ca_certs: str | None = None,
+    ) -> None:
         self.app = app
+        self.ssl = {"ssl_certfile": ssl_certfile, "ssl_keyfile": ssl_keyfile, "ssl_ca_certs": ssl_ca_certs}
         self.host = host
         self.port = port
         self.name = name
@@ -25,7 +36,8 @@ class BackgroundServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.ssl["ssl_certfile"] else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     def start(self, timeout: float = 10.0) -> BackgroundServer:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -40,6 +52,7 @@ class BackgroundServer:
             lifespan="off",
             timeout_keep_alive=5,
             timeout_graceful_shutdown=1,
+            **{k: v for k, v in self.ssl.items() if v},
         )
         server = uvicorn.Server(config)
         self._server = server

@@ -74,11 +74,12 @@ from conformance.simulators.insi_client import (
     build_traits_request,
     parse_response,
 )
+from conformance.simulators.vendor_dmp import DmpSide
 
 PRODUCT = "segur-bench reference vendor"
 VERSION = __version__
 SOFTWARE_TYPE = "DPI"
-ACTIONS: tuple[str, ...] = ("ins.fetch", "ins.qualify")
+ACTIONS: tuple[str, ...] = ("ins.fetch", "ins.qualify", *DmpSide.ACTIONS)
 
 INSI_TIMEOUT = 10.0
 MAX_DRIVER_BODY = 1024 * 1024
@@ -574,6 +575,9 @@ class ReferenceVendor:
             "ins.fetch": self._ins_fetch,
             "ins.qualify": self._ins_qualify,
         }
+        # DMP client side (vendor_dmp.py): dmp.publish, dmp.replace, dmp.query.
+        self.dmp = DmpSide(self)
+        self._handlers.update(self.dmp.handlers())
         if seed:
             self._seed()
 
@@ -619,6 +623,10 @@ class ReferenceVendor:
             mode = params.get("validation_mode", "CN")
             if not isinstance(mode, str) or mode not in VALIDATION_MODES:
                 raise BadRequest(f"params.validation_mode must be one of {', '.join(VALIDATION_MODES)}")
+        elif action in DmpSide.ACTIONS:
+            why = DmpSide.validate(action, params, services)
+            if why:
+                raise BadRequest(why)
 
     def run(self, record: ActionRecord, params: dict[str, Any], services: dict[str, Any], base: str) -> None:
         """Run one validated action and store its outcome in ``record`` (called in a worker thread)."""

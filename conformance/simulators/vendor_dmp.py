@@ -117,6 +117,19 @@ AUTHOR: dict[str, Any] = {
     "practice_system": "1.2.250.1.213.1.1.4.9",
 }
 
+
+def builder_author() -> dict[str, Any]:
+    """The author as ``xds_builder`` reads it (national id, names, XCN-style specialty)."""
+    a = AUTHOR
+    return {
+        "id": a["national_id"],
+        "oid": OID_RPPS,
+        "family": a["family"],
+        "given": a["given"],
+        "specialty": f"{a['specialty']}^{a['specialty_display']}^{a['specialty_system']}",
+    }
+
+
 # Document kinds the reference produces (all CDA R2 niveau 1 with a PDF body): volet → LOINC code.
 KINDS: dict[str, dict[str, str]] = {
     "CR-CONS": {"code": "11488-4", "display": "Compte rendu de consultation", "title": "Compte rendu de consultation"},
@@ -236,6 +249,15 @@ def build_cda(
         else ""
     )
     templates = "".join(f'<templateId root="{t}"/>' for t in TEMPLATES)
+    conf_display = quoteattr(CONFIDENTIALITY.get(confidentiality, confidentiality))
+    practice = (
+        f"<standardIndustryClassCode code={quoteattr(a['practice_code'])}"
+        f" codeSystem={quoteattr(a['practice_system'])} displayName={quoteattr(a['practice_display'])}/>"
+    )
+    facility = (
+        f"<code code={quoteattr(a['facility_code'])} codeSystem={quoteattr(a['facility_system'])}"
+        f" displayName={quoteattr(a['facility_display'])}/>"
+    )
     pdf = base64.b64encode(_PDF).decode("ascii")
     xml = f"""<?xml version="1.0" encoding="UTF-8"?>
 <ClinicalDocument xmlns="{HL7}" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
@@ -246,7 +268,7 @@ def build_cda(
 <code code="{spec["code"]}" codeSystem="{OID_LOINC}" codeSystemName="LOINC" displayName={quoteattr(spec["display"])}/>
 <title>{escape(spec["title"])}</title>
 <effectiveTime value="{ts}"/>
-<confidentialityCode code={quoteattr(confidentiality)} codeSystem="{OID_CONFIDENTIALITY}" displayName={quoteattr(CONFIDENTIALITY.get(confidentiality, confidentiality))}/>
+<confidentialityCode code={quoteattr(confidentiality)} codeSystem="{OID_CONFIDENTIALITY}" displayName={conf_display}/>
 <languageCode code={quoteattr(language)}/>
 <setId root="{DOC_ROOT}" extension={quoteattr(set_id)}/>
 <versionNumber value="{version}"/>
@@ -255,13 +277,17 @@ def build_cda(
 <birthTime value="{_cda_date(patient.birth_date)}"/>{birthplace}</patient></patientRole></recordTarget>
 <author><time value="{ts}"/><assignedAuthor>{rpps_id}{specialty}{person}{organization}</assignedAuthor></author>
 {custodian_xml}
-<legalAuthenticator><time value="{ts}"/><signatureCode code="S"/><assignedEntity>{rpps_id}{person}{organization}</assignedEntity></legalAuthenticator>
-<documentationOf><serviceEvent><code code="{spec["code"]}" codeSystem="{OID_LOINC}" displayName={quoteattr(spec["display"])}/>
+<legalAuthenticator><time value="{ts}"/><signatureCode code="S"/>
+<assignedEntity>{rpps_id}{person}{organization}</assignedEntity></legalAuthenticator>
+<documentationOf><serviceEvent>
+<code code="{spec["code"]}" codeSystem="{OID_LOINC}" displayName={quoteattr(spec["display"])}/>
 <effectiveTime><low value="{ts}"/><high value="{ts}"/></effectiveTime>
-<performer typeCode="PRF"><assignedEntity>{rpps_id}{specialty}{person}<representedOrganization><id root="{OID_STRUCTURE}" extension="1{org["finess"]}"/><name>{escape(org["name"])}</name><standardIndustryClassCode code="{a["practice_code"]}" codeSystem="{a["practice_system"]}" displayName={quoteattr(a["practice_display"])}/></representedOrganization></assignedEntity></performer>
+<performer typeCode="PRF"><assignedEntity>{rpps_id}{specialty}{person}
+<representedOrganization><id root="{OID_STRUCTURE}" extension="1{org["finess"]}"/><name>{escape(org["name"])}</name>
+{practice}</representedOrganization></assignedEntity></performer>
 </serviceEvent></documentationOf>
 <componentOf><encompassingEncounter><effectiveTime><low value="{ts}"/><high value="{ts}"/></effectiveTime>
-<location><healthCareFacility><code code="{a["facility_code"]}" codeSystem="{a["facility_system"]}" displayName={quoteattr(a["facility_display"])}/></healthCareFacility></location>
+<location><healthCareFacility>{facility}</healthCareFacility></location>
 </encompassingEncounter></componentOf>
 <component><nonXMLBody><text mediaType="application/pdf" representation="B64">{pdf}</text></nonXMLBody></component>
 </ClinicalDocument>
@@ -315,7 +341,8 @@ def _fallback_submit_objects(
     )
     xml = (
         f'<lcm:SubmitObjectsRequest xmlns:lcm="{NS_LCM}" xmlns:rim="{NS_RIM}"><rim:RegistryObjectList>'
-        f'<rim:ExtrinsicObject id="{eid}" mimeType="text/xml" objectType="urn:uuid:7edca82f-054d-47f2-a032-9b2a5b5186c1">'
+        f'<rim:ExtrinsicObject id="{eid}" mimeType="text/xml"'
+        ' objectType="urn:uuid:7edca82f-054d-47f2-a032-9b2a5b5186c1">'
         f"{slot('creationTime', now)}{slot('languageCode', 'fr-FR')}"
         f"{slot('hash', hashlib.sha1(document, usedforsecurity=False).hexdigest())}{slot('size', str(len(document)))}"
         f"{cls(SCHEME_CLASS, eid, '10', '1.2.250.1.213.1.1.4.1')}"
@@ -329,10 +356,12 @@ def _fallback_submit_objects(
         f'<rim:ExternalIdentifier id="urn:uuid:{uuid.uuid4()}" registryObject="{ssid}"'
         f' identificationScheme="urn:uuid:6b5aea1a-874d-4603-a4bc-96a0a7b38446" value={quoteattr(cx)}/>'
         f'<rim:ExternalIdentifier id="urn:uuid:{uuid.uuid4()}" registryObject="{ssid}"'
-        f' identificationScheme="urn:uuid:96fdda7c-d067-4183-912e-bf5ee74998a8" value="{DOC_ROOT}.{uuid.uuid4().int % 10**12}"/>'
+        ' identificationScheme="urn:uuid:96fdda7c-d067-4183-912e-bf5ee74998a8"'
+        f' value="{DOC_ROOT}.{uuid.uuid4().int % 10**12}"/>'
         f'</rim:RegistryPackage><rim:Classification id="urn:uuid:{uuid.uuid4()}" classifiedObject="{ssid}"'
         ' classificationNode="urn:uuid:a54d6aa5-d40d-43f9-88c5-b4633d873bdd"/>'
-        f'<rim:Association id="urn:uuid:{uuid.uuid4()}" associationType="urn:oasis:names:tc:ebxml-regrep:AssociationType:HasMember"'
+        f'<rim:Association id="urn:uuid:{uuid.uuid4()}"'
+        ' associationType="urn:oasis:names:tc:ebxml-regrep:AssociationType:HasMember"'
         f' sourceObject="{ssid}" targetObject="{eid}">{slot("SubmissionSetStatus", "Original")}</rim:Association>'
         f"{rplc}</rim:RegistryObjectList></lcm:SubmitObjectsRequest>"
     )
@@ -542,7 +571,22 @@ class DmpSide:
         self._seq = 0
 
     def handlers(self) -> dict[str, Callable[[dict[str, Any], dict[str, Any], str, str], dict[str, Any]]]:
-        return {"dmp.publish": self.publish, "dmp.replace": self.replace, "dmp.query": self.query}
+        """The vendor's action handlers; a DMP failure becomes the vendor's ``ActionFailed``."""
+
+        def wrap(
+            func: Callable[[dict[str, Any], dict[str, Any], str, str], dict[str, Any]],
+        ) -> Callable[[dict[str, Any], dict[str, Any], str, str], dict[str, Any]]:
+            def run(params: dict[str, Any], services: dict[str, Any], action_id: str, base: str) -> dict[str, Any]:
+                from conformance.simulators.vendor import ActionFailed
+
+                try:
+                    return func(params, services, action_id, base)
+                except DmpActionFailed as exc:
+                    raise ActionFailed(exc.code, exc.message) from None
+
+            return run
+
+        return {"dmp.publish": wrap(self.publish), "dmp.replace": wrap(self.replace), "dmp.query": wrap(self.query)}
 
     # -- parameters ------------------------------------------------------------------------------
 
@@ -596,7 +640,8 @@ class DmpSide:
         with self._lock:
             self._seq += 1
             seq = self._seq
-        set_id = f"{uuid.uuid4().int % 10**15}.{seq}"
+        # DMP uniqueIds are OID^extension with an extension of at most 16 characters.
+        set_id = f"{uuid.uuid4().int % 10**8:08d}{seq % 100:02d}"
         published = self._send(
             patient,
             kind=doc.get("kind", DEFAULT_KIND),
@@ -640,7 +685,7 @@ class DmpSide:
         services: Mapping[str, Any],
         action_id: str,
     ) -> Published:
-        doc_id = f"{set_id}.v{version}"
+        doc_id = f"{set_id}V{version}"
         when = dt.datetime.now(dt.UTC).astimezone(dt.timezone(dt.timedelta(hours=1))).replace(microsecond=0)
         cda = build_cda(
             patient,
@@ -660,7 +705,9 @@ class DmpSide:
             pid, pid_oid = patient.ipp, OID_LOCAL_IPP
         else:
             pid, pid_oid = patient.matricule, patient.oid
-        raw = _submit_objects(cda, cda_root, patient_ins=pid, ins_oid=pid_oid, author=dict(AUTHOR), replaces=replaces)
+        raw = _submit_objects(
+            cda, cda_root, patient_ins=pid, ins_oid=pid_oid, author=builder_author(), replaces=replaces
+        )
         metadata = parse_xml(raw)
         entry = _entry(metadata)
         if self.has("dmp.metadata-type-mismatch"):
@@ -680,7 +727,8 @@ class DmpSide:
         body = (
             f'<xdsb:ProvideAndRegisterDocumentSetRequest xmlns:xdsb="{NS_XDSB}">'
             + etree.tostring(metadata).decode("utf-8")
-            + f'<xdsb:Document id={quoteattr(entry_uuid)}><xop:Include xmlns:xop="{NS_XOP}" href="cid:{cid}"/></xdsb:Document>'
+            + f"<xdsb:Document id={quoteattr(entry_uuid)}>"
+            + f'<xop:Include xmlns:xop="{NS_XOP}" href="cid:{cid}"/></xdsb:Document>'
             "</xdsb:ProvideAndRegisterDocumentSetRequest>"
         )
         url = str(services["dmp"])
@@ -711,8 +759,8 @@ class DmpSide:
             f'<query:AdhocQueryRequest xmlns:query="{NS_QUERY}" xmlns:rim="{NS_RIM}">'
             '<query:ResponseOption returnComposedObjects="true" returnType="LeafClass"/>'
             f'<rim:AdhocQuery id="{QUERY_FIND_DOCUMENTS}">'
-            f"<rim:Slot name=\"$XDSDocumentEntryPatientId\"><rim:ValueList><rim:Value>'{escape(cx)}'</rim:Value></rim:ValueList></rim:Slot>"
-            f"<rim:Slot name=\"$XDSDocumentEntryStatus\"><rim:ValueList><rim:Value>('{STATUS_APPROVED}')</rim:Value></rim:ValueList></rim:Slot>"
+            f"{_query_slot('$XDSDocumentEntryPatientId', repr(cx))}"
+            f"{_query_slot('$XDSDocumentEntryStatus', f'({STATUS_APPROVED!r})')}"
             "</rim:AdhocQuery></query:AdhocQueryRequest>"
         )
         ctype = _SOAP11_CT if soap11 else f'application/soap+xml; charset=utf-8; action="{ACTION_ITI18}"'
@@ -801,5 +849,12 @@ class DmpSide:
 
 
 _SOAP11_CT = "text/xml; charset=utf-8"
+
+
+def _query_slot(name: str, value: str) -> str:
+    """A stored-query parameter slot (values keep their ebXML quoting: ``'…'`` or ``('…')``)."""
+    values = f"<rim:ValueList><rim:Value>{escape(value)}</rim:Value></rim:ValueList>"
+    return f"<rim:Slot name={quoteattr(name)}>{values}</rim:Slot>"
+
 
 __all__ = ["AUTHOR", "FINESS", "KINDS", "RPPS", "DmpActionFailed", "DmpSide", "Published", "build_cda", "luhn_digit"]
