@@ -196,14 +196,24 @@ META_DEFECTS: list[tuple[str, dict[str, Any], str]] = [
         {"patientId": f"{INS}^^^&1.2.250.1.213.1.4.9&ISO^NH", "ss.patientId": f"{INS}^^^&1.2.250.1.213.1.4.9&ISO^NH"},
         "DMP.PATIENTID",
     ),
-    ("CX.5 not NH", {"patientId": f"{INS}^^^&{INS_OID}&ISO^PI", "ss.patientId": f"{INS}^^^&{INS_OID}&ISO^PI"}, "DMP.PATIENTID"),
+    (
+        "CX.5 not NH",
+        {"patientId": f"{INS}^^^&{INS_OID}&ISO^PI", "ss.patientId": f"{INS}^^^&{INS_OID}&ISO^PI"},
+        "DMP.PATIENTID",
+    ),
     ("CX without authority", {"patientId": INS, "ss.patientId": INS}, "DMP.PATIENTID"),
-    ("short matricule", {"patientId": f"1800175^^^&{INS_OID}&ISO^NH", "ss.patientId": f"1800175^^^&{INS_OID}&ISO^NH"}, "DMP.PATIENTID"),
+    (
+        "short matricule",
+        {"patientId": f"1800175^^^&{INS_OID}&ISO^NH", "ss.patientId": f"1800175^^^&{INS_OID}&ISO^NH"},
+        "DMP.PATIENTID",
+    ),
     ("other patient in ss", {"ss.patientId": f"277076322082910^^^&{INS_OID}&ISO^NH"}, "XDS.PATIENT-MATCH"),
 ]
 
 
-@pytest.mark.parametrize(("overrides", "rule"), [(o, r) for _, o, r in META_DEFECTS], ids=[i for i, _, _ in META_DEFECTS])
+@pytest.mark.parametrize(
+    ("overrides", "rule"), [(o, r) for _, o, r in META_DEFECTS], ids=[i for i, _, _ in META_DEFECTS]
+)
 def test_metadata_defect_fails_its_rule(overrides: dict[str, Any], rule: str) -> None:
     assert errors(meta_findings(build(**overrides))) == {rule}
 
@@ -310,7 +320,11 @@ def test_inline_document_that_is_not_the_described_one_fails_hash_and_size() -> 
 
 
 def test_provide_and_register_without_its_document_fails() -> None:
-    xml = provide_and_register(build(), CDA).replace(b"<xdsb:Document", b"<xdsb:Other").replace(b"</xdsb:Document", b"</xdsb:Other")
+    xml = (
+        provide_and_register(build(), CDA)
+        .replace(b"<xdsb:Document", b"<xdsb:Other")
+        .replace(b"</xdsb:Document", b"</xdsb:Other")
+    )
     assert errors(meta_findings(xml)) == {"XDS.DOCUMENT"}
 
 

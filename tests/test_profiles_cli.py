@@ -70,7 +70,7 @@ def test_unknown_rule_is_reported_with_line(tmp_path: Path) -> None:
 
 
 def test_scenario_with_unknown_check_and_bad_step(tmp_path: Path) -> None:
-    src = scenario_files()[0]
+    src = next(f for f in scenario_files() if f.name == "ins-insi-traits.yaml")
     dst = tmp_path / src.name
     text = src.read_text(encoding="utf-8").replace("check: insi.request", "check: insi.nope", 1)
     dst.write_text(text, encoding="utf-8")

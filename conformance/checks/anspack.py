@@ -31,7 +31,7 @@ from typing import Any
 
 from lxml import etree
 
-from conformance.model import Finding
+from conformance.model import Finding, Severity
 
 V3 = "urn:hl7-org:v3"
 SCH = "http://purl.oclc.org/dsdl/schematron"
@@ -111,7 +111,7 @@ def xsd_findings(doc: Any, pack: Path) -> list[Finding]:
         return []
     out = []
     for err in schema.error_log:
-        out.append(Finding("ANS.XSD", "error", f"ligne {err.line} : {err.message}", err.path or None))
+        out.append(Finding("ANS.XSD", "error", err.message, err.path or None))
     return out
 
 
@@ -143,7 +143,9 @@ def _sch_text(path: Path, base: Path, depth: int = 0) -> str:
 def _clinical_document_rules(text: str) -> str:
     """Only the ``<rule context="cda:ClinicalDocument">`` bodies (not the sections' and entries')."""
     out = []
-    for m in re.finditer(r"<rule\s+context=\s*['\"]\s*(?:/)?cda:ClinicalDocument\s*['\"][^>]*>(.*?)</rule>", text, re.S):
+    for m in re.finditer(
+        r"<rule\s+context=\s*['\"]\s*(?:/)?cda:ClinicalDocument\s*['\"][^>]*>(.*?)</rule>", text, re.S
+    ):
         out.append(re.sub(r"<!--.*?-->", "", m.group(1), flags=re.S))
     return "\n".join(out)
 
@@ -325,13 +327,17 @@ def svrl_findings(svrl: str) -> list[Finding]:
             message = " ".join((text_el.xpath("string()") if text_el is not None else "").split())
             ident = el.get("id") or pattern or "assert"
             role = (el.get("role") or el.get("flag") or "").lower()
-            severity = "warning" if role in ("warning", "warn") else "info" if role in ("info", "information") else "error"
-            out.append(Finding(f"ANS.SCH.{ident}", severity, message, _svrl_location(el.get("location"))))  # type: ignore[arg-type]
+            severity: Severity = "error"
+            if role in ("warning", "warn"):
+                severity = "warning"
+            elif role in ("info", "information"):
+                severity = "info"
+            out.append(Finding(f"ANS.SCH.{ident}", severity, message, _svrl_location(el.get("location"))))
     return out
 
 
 def _svrl_location(loc: str | None) -> str | None:
-    """``/*:ClinicalDocument[namespace-uri()='urn:hl7-org:v3'][1]/*:author[…][1]`` → ``/ClinicalDocument[1]/author[1]``."""
+    """SVRL location without namespace noise: ``/*:ClinicalDocument[…][1]`` → ``/ClinicalDocument[1]``."""
     if not loc:
         return loc
     loc = re.sub(r"\[namespace-uri\(\)=['\"][^'\"]*['\"]\]", "", loc)

@@ -29,7 +29,7 @@ from typing import Any
 from lxml import etree
 
 from conformance.checks.registry import check
-from conformance.model import Finding
+from conformance.model import Finding, Severity
 from conformance.parsing import InputError, parse_xml
 from conformance.terminology import Terminology, builtin
 
@@ -137,7 +137,7 @@ def ts_problem(value: str | None) -> tuple[str | None, str | None]:
         leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
         if not 1 <= day <= (_DAYS[month - 1] if month != 2 else (29 if leap else 28)):
             return f"{value!r} : jour {day:02d} invalide", None
-    if hour is not None and hour > 23 or minute is not None and minute > 59 or sec is not None and sec > 60:
+    if (hour is not None and hour > 23) or (minute is not None and minute > 59) or (sec is not None and sec > 60):
         return f"{value!r} : heure invalide", None
     tz = m.group("tz")
     if tz is not None:
@@ -157,9 +157,9 @@ class _Ctx:
         self.term = terminology
         self.out: list[Finding] = []
 
-    def add(self, rule: str, severity: str, message: str, path: str) -> None:
+    def add(self, rule: str, severity: Severity, message: str, path: str) -> None:
         loc = self.prefix + (("/" + path) if path else "")
-        self.out.append(Finding(rule, severity, message, loc))  # type: ignore[arg-type]
+        self.out.append(Finding(rule, severity, message, loc))
 
     def err(self, rule: str, message: str, path: str) -> None:
         self.add(rule, "error", message, path)
@@ -254,7 +254,9 @@ def _value_set(ctx: _Ctx, key: str, el: Any, path: str, rule: str, what: str) ->
         )
 
 
-def header_findings(doc: Any, *, prefix: str = "/ClinicalDocument", terminology: Terminology | None = None) -> list[Finding]:
+def header_findings(
+    doc: Any, *, prefix: str = "/ClinicalDocument", terminology: Terminology | None = None
+) -> list[Finding]:
     """All ``CDA.*`` findings of one ClinicalDocument element."""
     ctx = _Ctx(doc, prefix, terminology if terminology is not None else builtin())
     _root_elements(ctx, doc)
@@ -277,8 +279,7 @@ def _root_elements(ctx: _Ctx, doc: Any) -> None:
     elif type_id.get("root") != TYPE_ID_ROOT or type_id.get("extension") != TYPE_ID_EXTENSION:
         ctx.err(
             "CDA.TYPEID",
-            f"typeId {type_id.get('root')!r}/{type_id.get('extension')!r} : attendu "
-            f"{TYPE_ID_ROOT}/{TYPE_ID_EXTENSION}",
+            f"typeId {type_id.get('root')!r}/{type_id.get('extension')!r} : attendu {TYPE_ID_ROOT}/{TYPE_ID_EXTENSION}",
             "typeId",
         )
 
@@ -287,7 +288,11 @@ def _root_elements(ctx: _Ctx, doc: Any) -> None:
         if required not in templates:
             ctx.err("CDA.TEMPLATE", f"templateId {required} ({label}) absent", "templateId")
     if not [t for t in templates if t not in (HL7_FRANCE_TEMPLATE, CISIS_TEMPLATE)]:
-        ctx.warn("CDA.TEMPLATE.VOLET", "aucun templateId de modèle de document (volet) en plus des templateIds CI-SIS", "templateId")
+        ctx.warn(
+            "CDA.TEMPLATE.VOLET",
+            "aucun templateId de modèle de document (volet) en plus des templateIds CI-SIS",
+            "templateId",
+        )
 
 
 def _identification(ctx: _Ctx, doc: Any) -> None:
@@ -319,7 +324,7 @@ def _identification(ctx: _Ctx, doc: Any) -> None:
             if warning:
                 ctx.warn("CDA.TS.TZ", f"effectiveTime : {warning}", "effectiveTime/@value")
             m = _TS.fullmatch(value)
-            if m is not None and (m.group("tz") is None or len((m.group("dt") or m.group("d") or "")) < 12):
+            if m is not None and (m.group("tz") is None or len(m.group("dt") or m.group("d") or "") < 12):
                 ctx.warn(
                     "CDA.EFFECTIVE-TIME.PRECISION",
                     f"effectiveTime {value!r} : attendu au moins AAAAMMJJhhmm avec décalage UTC (±HHMM)",
@@ -366,7 +371,9 @@ def _participants(ctx: _Ctx, doc: Any) -> None:
             ctx.err("CDA.RECORD-TARGET", "recordTarget/patientRole absent", "recordTarget/patientRole")
         else:
             if not _has_id(role):
-                ctx.err("CDA.RECORD-TARGET", "identifiant du patient (patientRole/id) absent", "recordTarget/patientRole/id")
+                ctx.err(
+                    "CDA.RECORD-TARGET", "identifiant du patient (patientRole/id) absent", "recordTarget/patientRole/id"
+                )
             if role.find(_q("patient")) is None:
                 ctx.err("CDA.RECORD-TARGET", "patientRole/patient absent", "recordTarget/patientRole/patient")
 
@@ -397,7 +404,9 @@ def _participants(ctx: _Ctx, doc: Any) -> None:
     elif org is None:
         ctx.err("CDA.CUSTODIAN", "custodian sans representedCustodianOrganization", cpath)
     elif not _has_id(org):
-        ctx.err("CDA.CUSTODIAN", "identifiant de la structure (representedCustodianOrganization/id) absent", f"{cpath}/id")
+        ctx.err(
+            "CDA.CUSTODIAN", "identifiant de la structure (representedCustodianOrganization/id) absent", f"{cpath}/id"
+        )
     else:
         _check_finess(ctx, org, f"{cpath}/", "custodian")
 
@@ -413,7 +422,9 @@ def _participants(ctx: _Ctx, doc: Any) -> None:
         sig = legal.find(_q("signatureCode"))
         if sig is None or sig.get("code") != "S":
             got = None if sig is None else sig.get("code")
-            ctx.err("CDA.LEGAL-AUTHENTICATOR", f"signatureCode {got!r} : attendu 'S'", "legalAuthenticator/signatureCode")
+            ctx.err(
+                "CDA.LEGAL-AUTHENTICATOR", f"signatureCode {got!r} : attendu 'S'", "legalAuthenticator/signatureCode"
+            )
         entity = legal.find(_q("assignedEntity"))
         if entity is None or not _has_id(entity):
             ctx.err(
@@ -461,7 +472,7 @@ def find_clinical_document(root: Any) -> tuple[Any, str] | None:
     if isinstance(root, etree._ElementTree):
         root = root.getroot()
     if root.tag == _CD:
-        return root, "/ClinicalDocument"
+        return root, ("/ClinicalDocument" if root.getparent() is None else "//ClinicalDocument")
     doc = next(root.iter(_CD), None)
     return (doc, "//ClinicalDocument") if doc is not None else None
 

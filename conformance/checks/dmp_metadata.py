@@ -40,6 +40,7 @@ from conformance.checks.ins import (
     NIA_OIDS,
     NIR_OIDS,
     is_nia,
+    key_is_valid,
     matricule_problem,
     nir_key,
     normalize_oid,
@@ -961,7 +962,14 @@ def semantic_findings(
     for de in sub.documents:
         yield from patient_findings(de.patient, "document patientId")
         ssp, dep = ss.patient if ss is not None else None, de.patient
-        if ssp and dep and ssp.matricule and dep.matricule and (ssp.matricule, ssp.oid) != (dep.matricule, dep.oid):
+        # Compared only when both are valid INS: an invalid one is DMP.PATIENTID's finding.
+        if (
+            ssp
+            and dep
+            and key_is_valid(ssp.matricule)
+            and key_is_valid(dep.matricule)
+            and (ssp.matricule, ssp.oid) != (dep.matricule, dep.oid)
+        ):
             yield Finding(
                 f"{p}.PATIENT-MATCH",
                 "error",

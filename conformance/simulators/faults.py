@@ -152,8 +152,8 @@ FAULTS: dict[str, Fault] = _faults(
     Fault(
         "dmp.missing-ins",
         "dmp",
-        "Keys the XDS submission (patientId) by the local IPP instead of the patient's INS.",
-        ("SB.DMP.01",),
+        "Keys the DMP by the local IPP instead of the patient's INS (ITI-41 patientId, ITI-18 query).",
+        ("SB.DMP.01", "SC.DMP/UX.27"),
     ),
     Fault(
         "dmp.wrong-hash",

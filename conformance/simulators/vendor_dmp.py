@@ -632,6 +632,13 @@ class DmpSide:
     def has(self, fault: str) -> bool:
         return self.vendor.has(fault)
 
+    def _dmp_patient_id(self, patient: StoredPatient) -> tuple[str, str]:
+        """(id, OID) the DMP is keyed by: the INS; under the fault, the local IPP (in every transaction)."""
+        if self.has("dmp.missing-ins"):
+            return patient.ipp, OID_LOCAL_IPP
+        assert patient.matricule is not None and patient.oid is not None  # guaranteed by _patient
+        return patient.matricule, patient.oid
+
     # -- actions -----------------------------------------------------------------------------------
 
     def publish(self, params: dict[str, Any], services: dict[str, Any], action_id: str, base: str) -> dict[str, Any]:
@@ -700,11 +707,7 @@ class DmpSide:
         )
         cda_root = parse_xml(cda)
         assert patient.matricule is not None and patient.oid is not None  # guaranteed by _patient
-        if self.has("dmp.missing-ins"):
-            # The fault: the DPI keys the DMP submission by its local IPP instead of the INS.
-            pid, pid_oid = patient.ipp, OID_LOCAL_IPP
-        else:
-            pid, pid_oid = patient.matricule, patient.oid
+        pid, pid_oid = self._dmp_patient_id(patient)
         raw = _submit_objects(
             cda, cda_root, patient_ins=pid, ins_oid=pid_oid, author=builder_author(), replaces=replaces
         )
@@ -752,8 +755,10 @@ class DmpSide:
         patient = self._patient(params)
         assert patient.matricule is not None and patient.oid is not None
         url = str(services["dmp"])
-        cx = f"{patient.matricule}^^^&{patient.oid}&ISO^NH"
-        security = build_security(ins_cx=cx, lps=self.vendor.lps, services=services, faults=self.vendor.faults)
+        ins_cx = f"{patient.matricule}^^^&{patient.oid}&ISO^NH"
+        pid, pid_oid = self._dmp_patient_id(patient)
+        cx = f"{pid}^^^&{pid_oid}&ISO^NH"
+        security = build_security(ins_cx=ins_cx, lps=self.vendor.lps, services=services, faults=self.vendor.faults)
         soap11 = self.has("dmp.soap11")
         body = (
             f'<query:AdhocQueryRequest xmlns:query="{NS_QUERY}" xmlns:rim="{NS_RIM}">'
@@ -795,7 +800,7 @@ class DmpSide:
                 }
             )
         retrieved = (
-            self._retrieve(documents, url, cx, services, action_id)
+            self._retrieve(documents, url, ins_cx, services, action_id)
             if documents and params.get("retrieve", True)
             else []
         )

@@ -256,8 +256,10 @@ def load_directory(directory: Path) -> Terminology:
             if not data.strip():
                 term.problems.append(f"{path}: empty file, skipped")
                 continue
-            sets = read_svs(data, source=str(path)) if path.suffix.lower() == ".xml" else read_fhir(
-                data, source=str(path), urls=urls
+            sets = (
+                read_svs(data, source=str(path))
+                if path.suffix.lower() == ".xml"
+                else read_fhir(data, source=str(path), urls=urls)
             )
         except InputError as exc:
             term.problems.append(f"{path}: {exc.rule}: {exc.message}")
@@ -306,7 +308,9 @@ def builtin() -> Terminology:
         )
         default_system = str(doc.get("codeSystem", ""))
         for c in doc.get("concepts") or []:
-            vs.add(normalize_system(str(c.get("codeSystem", default_system))), str(c["code"]), str(c.get("display", "")))
+            vs.add(
+                normalize_system(str(c.get("codeSystem", default_system))), str(c["code"]), str(c.get("display", ""))
+            )
         term.add(vs)
     return term
 
