@@ -12,7 +12,7 @@ nox.options.sessions = ["tests", "lint"]
 @nox.session(python=False)
 def tests(session: nox.Session) -> None:
     """Install the package with its test extras in .nox/tests and run pytest (2 workers)."""
-    _venv(session, "tests", ".[test]")
+    _venv(session, "tests", ".[test,schematron]")
     args = session.posargs or ["-n", "2", "-q", "-p", "no:cacheprovider"]
     session.run(".nox/tests/bin/python", "-m", "pytest", *args, external=True)
 
@@ -28,7 +28,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=False)
 def bench(session: nox.Session) -> None:
     """Print performance figures (not asserted): demo wall time, --help start-up, validation throughput."""
-    _venv(session, "bench", ".[test]")
+    _venv(session, "bench", ".[test,schematron]")
     session.run(".nox/bench/bin/python", "benchmarks/run.py", *session.posargs, external=True)
 
 

@@ -64,7 +64,10 @@ def test_conformant_vendor_passes_the_dmp_profile(vendor: Any, tmp_path: Path) -
     assert results["complete"] is True
     statuses = {r["id"]: r["status"] for r in results["requirements"]}
     assert statuses and set(statuses.values()) == {"passed"}, statuses
-    assert {s["id"]: s["status"] for s in results["scenarios"]} == {"dmp-publish": "passed", "dmp-replace-query": "passed"}
+    assert {s["id"]: s["status"] for s in results["scenarios"]} == {
+        "dmp-publish": "passed",
+        "dmp-replace-query": "passed",
+    }
     # The run's private key went to the vendor in services.pki, but never into the evidence or reports.
     for name in ("results.json", "report.html", "report.md", "junit.xml"):
         text = (tmp_path / name).read_text(encoding="utf-8")

@@ -247,7 +247,7 @@ def test_fetch_without_insi_url_is_400(vendor: Harness) -> None:
 
 
 def test_unsupported_action_is_422(vendor: Harness) -> None:
-    body = {"id": "x", "action": "dmp.publish", "params": {}, "services": {}}
+    body = {"id": "x", "action": "mss.send", "params": {}, "services": {}}
     resp = requests.post(f"{vendor.url}/driver/actions", json=body, timeout=TIMEOUT)
     assert resp.status_code == 422
     assert resp.json()["error"]["code"] == "unsupported-action"

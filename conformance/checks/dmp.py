@@ -72,7 +72,10 @@ def dmp_transaction(
         yield Finding("DMP.TRANSACTION", "error", f"expected {operation}, received {op}", "/")
         return
     if op not in ACTIONS:
-        return  # MHD: no SOAP envelope to judge here
+        # MHD: no SOAP envelope to judge, but an unreadable request is still the vendor's.
+        if error and str(error.get("rule", "")).startswith("INPUT."):
+            yield Finding(str(error["rule"]), "error", str(error.get("message", "unreadable request")), "/")
+        return
     if facts.get("soap_version") != "1.2":
         got = facts.get("soap_version") or "an unknown envelope namespace"
         yield Finding("DMP.SOAP.VERSION", "error", f"XDS.b requires SOAP 1.2, received SOAP {got}", "/Envelope")

@@ -26,7 +26,9 @@ class BackgroundServer:
         ssl_ca_certs: str | None = None,
     ) -> None:
         self.app = app
-        self.ssl = {"ssl_certfile": ssl_certfile, "ssl_keyfile": ssl_keyfile, "ssl_ca_certs": ssl_ca_certs}
+        self.ssl_certfile = ssl_certfile
+        self.ssl_keyfile = ssl_keyfile
+        self.ssl_ca_certs = ssl_ca_certs
         self.host = host
         self.port = port
         self.name = name
@@ -36,7 +38,7 @@ class BackgroundServer:
 
     @property
     def url(self) -> str:
-        scheme = "https" if self.ssl["ssl_certfile"] else "http"
+        scheme = "https" if self.ssl_certfile else "http"
         return f"{scheme}://{self.host}:{self.port}"
 
     def start(self, timeout: float = 10.0) -> BackgroundServer:
@@ -52,7 +54,9 @@ class BackgroundServer:
             lifespan="off",
             timeout_keep_alive=5,
             timeout_graceful_shutdown=1,
-            **{k: v for k, v in self.ssl.items() if v},
+            ssl_certfile=self.ssl_certfile,
+            ssl_keyfile=self.ssl_keyfile,
+            ssl_ca_certs=self.ssl_ca_certs,
         )
         server = uvicorn.Server(config)
         self._server = server
