@@ -7,6 +7,7 @@ parsed here is exactly what a vendor sends over the wire (multipart/related, XOP
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -21,7 +22,7 @@ from conformance.checks.registry import run_check
 from conformance.engine.artefacts import received_part
 from conformance.model import Finding
 from conformance.parsing import InputError, parse_xml
-from conformance.pki import ephemeral_run_pki
+from conformance.pki import RunPki, ephemeral_run_pki
 from conformance.simulators import dmp
 from conformance.simulators.insi import load_identities
 from conformance.simulators.server import BackgroundServer
@@ -31,6 +32,12 @@ from conformance.simulators.vendor import ReferenceVendor, StoredPatient
 RIM = dmp.NS_RIM
 
 
+@functools.cache
+def _run_pki() -> RunPki:
+    """One test PKI for the module: RSA key generation dominates the cost of an environment."""
+    return ephemeral_run_pki()
+
+
 class Env:
     """A DMP double on loopback and an in-process reference vendor with one qualified patient."""
 
@@ -38,7 +45,7 @@ class Env:
         self.traffic = TrafficLog()
         self.store = dmp.DmpStore()
         self.server = BackgroundServer(dmp.create_dmp_app(self.traffic, store=self.store), name="dmp").start()
-        self.pki = ephemeral_run_pki()
+        self.pki = _run_pki()
         self.services: dict[str, Any] = {"dmp": f"{self.server.url}/dmp", "pki": self.pki.services()}
         self.vendor = ReferenceVendor(seed=False, faults=faults)
         ident = next(i for i in load_identities() if i["key"] == "NESSI-MICHELANGELO")
@@ -251,6 +258,7 @@ def test_multipart_round_trip_and_errors() -> None:
         (b"no boundary here", "multipart/related; boundary=B"),
         (b"".join(b"--B\r\nX: y\r\n\r\nz\r\n" for _ in range(dmp.MAX_PARTS + 1)), "multipart/related; boundary=B"),
         (b"--B\r\nContent-Transfer-Encoding: base64\r\n\r\n@@@\r\n--B--", "multipart/related; boundary=B"),
+        (b"--B" * 3_000_000, "multipart/related; boundary=B"),  # delimiter bomb: bounded work
     ]:
         with pytest.raises(InputError) as info:
             dmp.parse_multipart(bad, ct)
@@ -423,3 +431,61 @@ def test_facts_are_json_safe_where_reports_need_them(env: Env, published: dict[s
             if k not in ("documents", "metadata_xml", "security_xml", "envelope_xml", "bundle")
         }
     )
+
+
+# --------------------------------------------------------------------------------------------- fault effects
+# Each DMP fault changes what the vendor sends in the way it claims, seen by the rule it is about
+# (the end-to-end proof that it fails exactly its requirements is tests/test_e2e_dmp.py).
+FAULT_EFFECTS: dict[str, tuple[str, str, str]] = {
+    # fault: (operation whose request shows it, check, rule)
+    "dmp.vihf-missing-attribute": ("iti-41", "vihf.token", "VIHF.ATTRIBUTES"),
+    "dmp.vihf-unsigned": ("iti-41", "vihf.token", "VIHF.SIGNATURE"),
+    "dmp.vihf-expired": ("iti-41", "vihf.token", "VIHF.VALIDITY"),
+    "dmp.metadata-type-mismatch": ("iti-41", "xds.cda", "XDS.CDA.TYPE"),
+    "dmp.wrong-class-code": ("iti-41", "xds.metadata", "XDS.CLASS-TYPE"),
+    "dmp.bad-confidentiality": ("iti-41", "xds.metadata", "XDS.VS.CONFIDENTIALITY"),
+    "dmp.missing-ins": ("iti-41", "xds.metadata", "DMP.PATIENTID"),
+    "dmp.wrong-hash": ("iti-41", "xds.metadata", "XDS.HASH"),
+    "dmp.cda-missing-custodian": ("iti-41", "cda.header", "CDA.CUSTODIAN"),
+    "dmp.cda-bad-language": ("iti-41", "cda.header", "CDA.LANGUAGE"),
+    "dmp.replace-without-rplc": ("iti-41", "xds.metadata", "DMP.RPLC"),
+    "dmp.soap11": ("iti-41", "dmp.transaction", "DMP.SOAP.VERSION"),
+    "dmp.retrieve-wrong-repository": ("iti-43", "dmp.transaction", "DMP.RETRIEVE.REPOSITORY"),
+}
+
+
+def test_every_dmp_fault_has_an_effect_test() -> None:
+    from conformance.simulators.faults import FAULTS
+
+    assert set(FAULT_EFFECTS) == {name for name, f in FAULTS.items() if f.service == "dmp"}
+
+
+@pytest.mark.parametrize("fault", sorted(FAULT_EFFECTS))
+def test_dmp_fault_changes_what_it_claims(fault: str) -> None:
+    from conformance.checks.registry import CHECKS
+    from conformance.engine.artefacts import check_arguments
+
+    operation, check_name, rule = FAULT_EFFECTS[fault]
+    e = Env(frozenset({fault}))
+    try:
+        first = e.act("dmp.publish", "p1", document={"kind": "CR-CONS"})["document"]
+        e.act("dmp.replace", "r1", replaces=first["entry_uuid"])
+        e.act("dmp.query", "q1")
+        item = e.last(operation)
+        info = CHECKS[check_name]
+        part = received_part(info.kind, item) if info.kind in ("vihf", "cda", "xds") else (item, {})
+        assert not isinstance(part, Finding), part
+        artefact, extra = part
+        args: dict[str, Any] = {"ca_pem": e.pki.ca_pem} if info.kind == "vihf" else {}
+        if fault == "dmp.replace-without-rplc":
+            args["replaces"] = first["entry_uuid"]
+        if check_name == "dmp.transaction":
+            args["operation"] = operation
+        rules = {
+            f.rule
+            for f in run_check(check_name, artefact, **check_arguments(info.func, extra, args))
+            if f.severity == "error"
+        }
+        assert rule in rules, rules
+    finally:
+        e.close()

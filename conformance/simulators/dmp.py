@@ -42,7 +42,7 @@ import time
 import urllib.parse
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from xml.sax.saxutils import escape, quoteattr
@@ -204,6 +204,22 @@ def _decode_transfer(content: bytes, encoding: str) -> bytes:
     return content
 
 
+def _segments(body: bytes, delim: bytes) -> Iterator[bytes]:
+    """What lies between successive delimiters, lazily: a body made of nothing but delimiters must
+    not become millions of objects before the part-count cap is reached."""
+    start = body.find(delim)
+    if start < 0:
+        raise InputError("INPUT.MIME", "the multipart boundary does not occur in the body")
+    pos = start + len(delim)
+    while True:
+        nxt = body.find(delim, pos)
+        if nxt < 0:
+            yield body[pos:]
+            return
+        yield body[pos:nxt]
+        pos = nxt + len(delim)
+
+
 def parse_multipart(body: bytes, content_type: str | None) -> tuple[MimePart, dict[str, MimePart], dict[str, str]]:
     """Split a ``multipart/related`` body: (root part, parts by Content-ID, content-type parameters).
 
@@ -215,16 +231,13 @@ def parse_multipart(body: bytes, content_type: str | None) -> tuple[MimePart, di
     if not boundary or len(boundary) > 200:
         raise InputError("INPUT.MIME", "multipart body without a usable boundary parameter")
     delim = b"--" + boundary.encode("latin-1", "replace")
-    segments = body.split(delim)
-    if len(segments) < 2:
-        raise InputError("INPUT.MIME", "the multipart boundary does not occur in the body")
     parts: list[MimePart] = []
     closed = False
-    for seg in segments[1:]:
+    for count, seg in enumerate(_segments(body, delim)):
         if seg.startswith(b"--"):
             closed = True
             break
-        if len(parts) >= MAX_PARTS:
+        if count >= MAX_PARTS:
             raise InputError("INPUT.MIME", f"more than {MAX_PARTS} MIME parts")
         # Each part starts after the delimiter's line break and ends before the CRLF preceding the next.
         seg = seg[2:] if seg.startswith(b"\r\n") else seg[1:] if seg.startswith(b"\n") else seg

@@ -34,6 +34,14 @@ Driver actions:
 ``ins.qualify`` params ``patient_id`` (optional ``validation_mode``, a FR Core identity-document code,
                 default ``CN``): the identity documents were checked, so a RECUP identity becomes QUAL
                 (a local PROV identity without INS becomes VALI) → ``{"patient": {...}}``.
+``dmp.publish`` params ``patient`` (``{"patient_id"}`` or ``{"ins"}``, a qualified identity) and
+                ``document`` (``kind``: ``CR-CONS`` | ``CR-BIO`` | ``VSM``, ``confidentiality`` N/R/V):
+                CDA R2 N1 + XDS metadata + signed VIHF, ITI-41 (SOAP 1.2, MTOM) to ``services.dmp``
+                → ``{"document": {"unique_id", "entry_uuid", "set_id", "version"}}``.
+``dmp.replace`` the same plus ``replaces`` (entry_uuid or unique_id returned by ``dmp.publish``): new
+                version (same setId, versionNumber + 1, RPLC) → ``{"document", "replaced"}``.
+``dmp.query``   params ``patient``: ITI-18 FindDocuments by INS, then ITI-43 for what was found
+                → ``{"documents": [...], "retrieved": [...]}``.  See ``vendor_dmp.py``.
 
 Identity vigilance rules the reference follows (RNIV / DSR): the INS identifier is exposed only for a
 qualified identity (rule 28), the given name is the first birth given name, the birth list is kept in
