@@ -203,7 +203,9 @@ def _do_run(
 @app.command()
 def run(
     target: Annotated[str, typer.Option("--target", "-t", help="Vendor base URL or TOML target file.")],
-    profile: Annotated[str, typer.Option(help="Profile id or YAML path.")] = "segur-v2-ins",
+    profile: Annotated[
+        str, typer.Option(help="Profile id or YAML path; several comma-separated; `all` = every shipped profile.")
+    ] = "all",
     service: Annotated[str | None, typer.Option(help="Comma-separated services to run (ins,dmp,…).")] = None,
     out: Annotated[Path, typer.Option(help="Output folder for results and reports.")] = Path("segur-bench-results"),
     junit: Annotated[Path | None, typer.Option(help="Also write JUnit XML here.")] = None,
@@ -263,7 +265,7 @@ def demo(
         )
         code = _do_run(
             server.url,
-            "segur-v2-ins",
+            "all",
             None,
             out,
             None,
@@ -428,11 +430,20 @@ def sim(
         app_ = create_vendor_app(faults=faults)
         label = "reference vendor"
     else:
+        from starlette.applications import Starlette
+        from starlette.routing import Mount
+
+        from conformance.simulators.dmp import create_dmp_app
         from conformance.simulators.insi import create_insi_app
         from conformance.simulators.traffic import TrafficLog
 
-        app_ = create_insi_app(TrafficLog())
-        label = "INSi simulator (POST SOAP 1.2 to /lps)"
+        traffic = TrafficLog()
+        app_ = Starlette(
+            routes=[Mount("/insi", app=create_insi_app(traffic)), Mount("/dmp", app=create_dmp_app(traffic))]
+        )
+        label = (
+            "national-service simulators (INSi: POST {url}/insi/lps; DMP XDS.b: POST {url}/dmp; MHD: {url}/dmp/fhir)"
+        )
     try:
         server = BackgroundServer(app_, host=host, port=port, name=what.value).start()
     except OSError as exc:
@@ -441,7 +452,8 @@ def sim(
         fail(str(exc))
     console = _console()
     console.print(
-        f"{label} listening on {server.url}" + (f" with faults {', '.join(sorted(faults))}" if faults else "")
+        f"{label.replace('{url}', server.url)} listening on {server.url}"
+        + (f" with faults {', '.join(sorted(faults))}" if faults else "")
     )
     console.print("Ctrl-C to stop.")
     try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -147,8 +147,16 @@ def find_profile_path(ref: str) -> Path:
     raise DataError(ref, None, f"unknown profile {ref!r}; known: {known}")
 
 
-def load(profile_ref: str = "segur-v2-ins", scenario_dirs: list[Path] | None = None) -> Loaded:
-    """Load a profile and the scenarios it names, linted; raise LintFailed with every error found."""
+def load(profile_ref: str = "all", scenario_dirs: list[Path] | None = None) -> Loaded:
+    """Load a profile (or several, comma-separated, merged) and its scenarios, linted.
+
+    Raise LintFailed with every error found.
+    """
+    if profile_ref == "all":
+        profile_ref = ",".join(f.stem for f in profile_files())
+    refs = [r.strip() for r in profile_ref.split(",") if r.strip()]
+    if len(refs) > 1:
+        return merge([load(r, scenario_dirs) for r in refs])
     path = find_profile_path(profile_ref)
     profile, plines = load_profile_file(path)
     errors = _lint_profile(profile, str(path), plines)
@@ -178,6 +186,37 @@ def load(profile_ref: str = "segur-v2-ins", scenario_dirs: list[Path] | None = N
         if r.id not in proven
     ]
     return Loaded(profile, scenarios, warnings)
+
+
+def merge(parts: list[Loaded]) -> Loaded:
+    """One run over several profiles (the demo runs every service socle): requirements and scenarios
+    are united; a requirement id defined differently by two profiles is an error."""
+    requirements: dict[str, Any] = {}
+    errors: list[DataError] = []
+    for part in parts:
+        for req in part.profile.requirements:
+            seen = requirements.get(req.id)
+            if seen is not None and seen != req:
+                errors.append(DataError(part.profile.id, None, f"requirement {req.id} differs between profiles"))
+            requirements.setdefault(req.id, req)
+    if errors:
+        raise LintFailed(errors)
+
+    def union(lists: list[list[str]]) -> list[str]:
+        return list(dict.fromkeys(x for lst in lists for x in lst))
+
+    profile = Profile(
+        id="+".join(p.profile.id for p in parts),
+        version="+".join(p.profile.version for p in parts),
+        title=" + ".join(p.profile.title for p in parts),
+        software_types=union([p.profile.software_types for p in parts]),
+        services=union([p.profile.services for p in parts]),
+        scenarios=union([p.profile.scenarios for p in parts]),
+        requirements=list(requirements.values()),
+        notes=union([p.profile.notes for p in parts]),
+    )
+    scenarios = {k: v for p in parts for k, v in p.scenarios.items()}
+    return Loaded(profile, scenarios, [w for p in parts for w in p.warnings])
 
 
 def lint_path(path: Path) -> tuple[list[DataError], list[str]]:

@@ -223,7 +223,7 @@ def test_scenario_needing_missing_endpoint_is_skipped_with_reason() -> None:
 
     sc = _scenario().model_copy(update={"requires": ["smtp"]})
     engine = Engine(_profile(), [sc], _ctx(target=Target(base="http://x")))
-    result = [e for e in engine.execute() if isinstance(e, RunFinished)][0].result
+    result = next(e for e in engine.execute() if isinstance(e, RunFinished)).result
     assert {r.status for r in result.requirements} == {"skipped"}
     assert "smtp" in (result.requirements[0].reason or "")
     from conformance.engine.session import exit_code

@@ -102,7 +102,12 @@ def test_unknown_fault_and_list_faults() -> None:
 
 
 def test_usage_errors_are_one_line_exit_2() -> None:
-    for args in (("run",), ("nope",), ("validate", "--kind", "zzz", "x"), ("pki", "issue", "--cn", "x", "--usage", "bogus")):
+    for args in (
+        ("run",),
+        ("nope",),
+        ("validate", "--kind", "zzz", "x"),
+        ("pki", "issue", "--cn", "x", "--usage", "bogus"),
+    ):
         proc = run_cli(*args)
         assert proc.returncode == 2, args
         assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("segur-bench: error:"), proc.stderr

@@ -17,8 +17,13 @@ pytestmark = pytest.mark.e2e
 
 
 def _start(*args: str) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([EXE, "sim", *args, "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"})
+    proc = subprocess.Popen(
+        [EXE, "sim", *args, "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"},
+    )
     assert proc.stdout is not None
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -53,7 +58,10 @@ def test_sim_vendor_with_fault_serves_the_driver_api() -> None:
 def test_sim_services_answers_insi_soap() -> None:
     proc, url = _start("services")
     try:
-        r = requests.post(f"{url}/lps", data=b"not soap", headers={"Content-Type": "application/soap+xml"}, timeout=5)
-        assert r.status_code >= 400 and b"Fault" in r.content
+        for path in ("/insi/lps", "/dmp"):
+            r = requests.post(
+                f"{url}{path}", data=b"not soap", headers={"Content-Type": "application/soap+xml"}, timeout=5
+            )
+            assert r.status_code >= 400 and b"Fault" in r.content, path
     finally:
         _stop(proc)

@@ -24,8 +24,12 @@ def tls_vendor(tmp_path: Path) -> Iterator[tuple[BackgroundServer, Path]]:
     (tmp_path / "ca.pem").write_bytes(ca.cert_pem)
     (tmp_path / "server.pem").write_bytes(cert)
     (tmp_path / "server-key.pem").write_bytes(key)
-    srv = BackgroundServer(create_vendor_app(), name="tls-vendor", ssl_certfile=str(tmp_path / "server.pem"),
-                           ssl_keyfile=str(tmp_path / "server-key.pem")).start()
+    srv = BackgroundServer(
+        create_vendor_app(),
+        name="tls-vendor",
+        ssl_certfile=str(tmp_path / "server.pem"),
+        ssl_keyfile=str(tmp_path / "server-key.pem"),
+    ).start()
     yield srv, tmp_path
     srv.stop()
 

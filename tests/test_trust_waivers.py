@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -170,17 +171,28 @@ def test_invalid_files_report_file_and_line(tmp_path: Path, text: str, line: int
 
 
 @pytest.mark.e2e
-def test_demo_with_waiver_file(tmp_path: Path) -> None:
+def test_run_with_waiver_file(tmp_path: Path, vendor: Any) -> None:
     env = {"SEGUR_BENCH_DB": "off"}
+    # The INS profile only: the same fault also degrades the DMP documents built from the identity.
+    url = vendor("ins.missing-birth-place").url
     waivers = _file(
         tmp_path,
         "- requirement: SC.INS/va1.21\n  justification: Lieu de naissance manquant, correctif 4.3\n"
         "  expires: 2999-12-31\n",
     )
-    proc = run_cli("demo", "--out", str(tmp_path / "a"), "--fault", "ins.missing-birth-place", env=env)
+    proc = run_cli("run", "--target", url, "--profile", "segur-v2-ins", "--out", str(tmp_path / "a"), env=env)
     assert proc.returncode == 1  # without the waiver the fault fails the run
     proc = run_cli(
-        "demo", "--out", str(tmp_path / "b"), "--fault", "ins.missing-birth-place", "--waivers", str(waivers), env=env
+        "run",
+        "--target",
+        url,
+        "--profile",
+        "segur-v2-ins",
+        "--out",
+        str(tmp_path / "b"),
+        "--waivers",
+        str(waivers),
+        env=env,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     data = json.loads((tmp_path / "b" / "results.json").read_text(encoding="utf-8"))
