@@ -294,6 +294,8 @@ class VKind(str, Enum):
     auto = "auto"
     cda = "cda"
     fhir = "fhir"
+    xds = "xds"
+    mhd = "mhd"
 
 
 @app.command()

@@ -23,7 +23,7 @@ from typing import Any
 from conformance.model import VALIDATION_SCHEMA_ID, Finding
 
 MAX_FILE_BYTES = 50 * 1024 * 1024
-KINDS = ("auto", "cda", "fhir")
+KINDS = ("auto", "cda", "fhir", "xds", "mhd")
 HL7 = "urn:hl7-org:v3"
 
 
@@ -66,6 +66,9 @@ def detect_kind(data: bytes) -> str:
     if text.startswith(("{", "[")):
         return "fhir"
     if text.startswith("<"):
+        head = _head_text(data, 8192)
+        if "SubmitObjectsRequest" in head or "ProvideAndRegisterDocumentSetRequest" in head:
+            return "xds"
         return "cda"
     return "unknown"
 
@@ -79,14 +82,64 @@ def _refuse_dtd(data: bytes) -> None:
         raise InputError("INPUT.DTD", "DOCTYPE/ENTITY declarations are refused (XXE and entity-expansion risk)")
 
 
-def _validate_fhir(data: bytes) -> list[Finding]:
+def _is_mhd_bundle(doc: dict[str, Any]) -> bool:
+    if doc.get("resourceType") != "Bundle":
+        return False
+    raw = doc.get("entry")
+    entries: list[Any] = raw if isinstance(raw, list) else []
+    types = {(e.get("resource") or {}).get("resourceType") for e in entries if isinstance(e, dict)}
+    return "DocumentReference" in types and doc.get("type") == "transaction"
+
+
+def _validate_mhd(doc: dict[str, Any]) -> list[Finding]:
+    """ITI-65 provide bundle: PDSm/DMP metadata rules, and consistency with the CDA in its Binary."""
+    from conformance.checks.registry import run_check
+
+    findings = run_check("mhd.bundle", doc)
+    for f in run_check("mhd.cda", doc):
+        if f.rule.startswith("INPUT."):
+            # The Binary is not a readable CDA (e.g. a PDF): nothing to compare, the bundle itself was read.
+            f = Finding(f.rule, "info", f"CDA consistency not checked: {f.message}", f.location)
+        findings.append(f)
+    return findings
+
+
+def _validate_xds(data: bytes) -> list[Finding]:
+    """ITI-41 submission (SOAP envelope, ProvideAndRegister or SubmitObjectsRequest): metadata rules and,
+    when the document travels inline, consistency with that CDA."""
+    from conformance.checks.registry import run_check
+    from conformance.checks.xds import parse_submission
+    from conformance.parsing import InputError, parse_xml
+
+    _refuse_dtd(data)
+    sub = parse_submission(parse_xml(data, max_bytes=MAX_FILE_BYTES))
+    findings = run_check("xds.metadata", sub)
+    for de in sub.documents:
+        content = getattr(de, "content", None)
+        if not content:
+            continue
+        try:
+            root = cda_root(content)
+        except InputError:
+            continue
+        findings.extend(run_check("xds.cda", sub, cda_root=root, document=content, entry=de.id))
+    return findings
+
+
+def _validate_fhir(data: bytes) -> tuple[str, list[Finding]]:
     from conformance.checks.fhir import patients_in
     from conformance.checks.registry import run_check
     from conformance.parsing import parse_json
 
     doc = parse_json(data, max_bytes=MAX_FILE_BYTES)
     if not isinstance(doc, dict) or "resourceType" not in doc:
-        return [Finding("INPUT.JSON", "error", "not a FHIR resource (no resourceType)", "$")]
+        return "fhir", [Finding("INPUT.JSON", "error", "not a FHIR resource (no resourceType)", "$")]
+    if _is_mhd_bundle(doc):
+        return "mhd", _validate_mhd(doc)
+    return "fhir", _validate_patients(doc, patients_in, run_check)
+
+
+def _validate_patients(doc: dict[str, Any], patients_in: Any, run_check: Any) -> list[Finding]:
     found = patients_in(doc)
     if not found:
         return [
@@ -146,8 +199,10 @@ def validate_file(
         data = _read(path)
         if kind == "auto":
             used = detect_kind(data)
-        if used == "fhir":
-            findings = _validate_fhir(data)
+        if used in ("fhir", "mhd"):
+            used, findings = _validate_fhir(data)
+        elif used == "xds":
+            findings = _validate_xds(data)
         elif used == "cda":
             findings = _validate_cda(data, terminology, ans_pack)
         elif not data.strip():
