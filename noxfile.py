@@ -12,7 +12,7 @@ nox.options.sessions = ["tests", "lint"]
 @nox.session(python=False)
 def tests(session: nox.Session) -> None:
     """Install the package with its test extras in .nox/tests and run pytest (2 workers)."""
-    _venv(session, "tests", ".[test,schematron]")
+    _venv(session, "tests", ".[test,schematron,pdf]")
     args = session.posargs or ["-n", "2", "-q", "-p", "no:cacheprovider"]
     session.run(".nox/tests/bin/python", "-m", "pytest", *args, external=True)
 

@@ -477,10 +477,12 @@ def test_render_1000_requirements_with_evidence() -> None:
 def test_pdf_needs_the_optional_extra(run: dict[str, Any], tmp_path: Path) -> None:
     try:
         import weasyprint  # type: ignore[import-not-found, unused-ignore]  # noqa: F401
-    except ImportError:
-        with pytest.raises(ImportError, match=r"segur-bench\[pdf\]"):
+    except (ImportError, OSError):
+        with pytest.raises(ImportError, match=r"segur-bench\[pdf\]|Pango"):
             render_pdf(run, tmp_path / "report.pdf")
         assert not (tmp_path / "report.pdf").exists()
     else:
         pdf = render_pdf(run, tmp_path / "report.pdf")
         assert pdf.startswith(b"%PDF") and (tmp_path / "report.pdf").read_bytes() == pdf
+        # Evidence bodies are left out of the PDF (layout cost); the exchanges themselves are listed.
+        assert len(pdf) > 5_000

@@ -582,7 +582,9 @@ def render_pdf(
         from weasyprint import HTML  # type: ignore[import-not-found, unused-ignore]
     except ImportError:
         raise ImportError("PDF output needs the optional 'pdf' extra: pip install 'segur-bench[pdf]'") from None
-    html = render_html(results, lang=lang, maturity_model=maturity_model)
+    except OSError as exc:  # weasyprint installed but the system's Pango/HarfBuzz libraries are missing
+        raise ImportError(f"PDF output needs Pango (e.g. Debian's libpango-1.0-0): {exc}") from None
+    html = render_html(_for_print(results), lang=lang, maturity_model=maturity_model)
 
     def _no_fetch(url: str, *args: Any, **kwargs: Any) -> Any:
         # The report is self-contained; anything that tries to fetch is refused, never resolved.
@@ -592,6 +594,23 @@ def render_pdf(
     if out is not None:
         _atomic_write(Path(out), pdf)
     return pdf
+
+
+def _for_print(results: Mapping[str, Any] | Any) -> dict[str, Any]:
+    """A copy without evidence bodies: PDF layout engines crawl on preformatted SOAP/MTOM/base64
+    bodies (minutes for a demo run). The PDF keeps every exchange's method, URL, status, timing and
+    hash; the full bodies stay in results.json and the HTML report."""
+    data = dict(_as_dict(results))
+    evidence = []
+    for ev in data.get("evidence") or []:
+        ev = dict(ev)
+        for part in ("request", "response"):
+            msg = ev.get(part)
+            if isinstance(msg, dict) and isinstance(msg.get("body"), str) and msg["body"]:
+                ev[part] = {**msg, "body": f"({len(msg['body'])} characters: see results.json or report.html)"}
+        evidence.append(ev)
+    data["evidence"] = evidence
+    return data
 
 
 def _atomic_write(path: Path, content: str | bytes) -> None:
