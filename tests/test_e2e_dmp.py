@@ -67,6 +67,7 @@ def test_conformant_vendor_passes_the_dmp_profile(vendor: Any, tmp_path: Path) -
     assert {s["id"]: s["status"] for s in results["scenarios"]} == {
         "dmp-publish": "passed",
         "dmp-replace-query": "passed",
+        "dmp-mhd-publish": "passed",
     }
     # The run's private key went to the vendor in services.pki, but never into the evidence or reports.
     for name in ("results.json", "report.html", "report.md", "junit.xml"):

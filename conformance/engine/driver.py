@@ -68,9 +68,17 @@ class DriverClient:
             )
         except TransportError as exc:
             raise DriverError(f"driver {action}: {exc.message}") from None
-        reply = self._json(ex.body, action, ex.evidence_id)
         if ex.status == 422:
-            raise DriverError(f"vendor does not support action {action}", unsupported=True, evidence=ex.evidence_id)
+            # The vendor's own words say *what* is unsupported (an action, or a variant such as transport mhd);
+            # a 422 whose body is not JSON still means "unsupported".
+            try:
+                err = self._json(ex.body, action, ex.evidence_id).get("error")
+            except DriverError:
+                err = None
+            said = str(err.get("message"))[:200] if isinstance(err, dict) and err.get("message") else None
+            why = f"vendor does not support action {action}" + (f": {said}" if said else "")
+            raise DriverError(why, unsupported=True, evidence=ex.evidence_id)
+        reply = self._json(ex.body, action, ex.evidence_id)
         if ex.status not in (200, 202):
             raise DriverError(f"driver {action}: HTTP {ex.status}", evidence=ex.evidence_id)
         while reply.get("status") == "accepted":

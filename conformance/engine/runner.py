@@ -97,7 +97,16 @@ class StepFailed(Exception):
 
 
 class StepSkipped(Exception):
-    pass
+    """The step did not run, without fault of the vendor (operator mode, missing variable, unsupported).
+
+    ``unsupported``: the vendor declared the action (or the variant asked, e.g. an MHD transport)
+    unsupported (driver answer 422).  Steps that need what this one would have saved are then skipped
+    too, awaits included: waiting for traffic the vendor said it will not send could only fail it.
+    """
+
+    def __init__(self, message: str, *, unsupported: bool = False) -> None:
+        super().__init__(message)
+        self.unsupported = unsupported
 
 
 @dataclass
@@ -306,12 +315,19 @@ class Engine:
             run.status, run.reason = "error", f"scenario variable: {exc}"
             return
         failed_steps: dict[str, str] = {}  # save_as name -> why it is missing
+        unsupported: dict[str, str] = {}  # save_as name -> why the vendor could not do it (422)
         after_seq = self.ctx.traffic.last_seq
         for step in sc.steps():
             if self._cancel.is_set():
                 self._mark(run, step, "skipped", "run interrupted", events)
                 continue
             needed = references(step.params) | {r for a in step.asserts for r in references(a.args)}
+            declined = sorted(n for n in needed if n in unsupported)
+            if declined:
+                self._mark(run, step, "skipped", unsupported[declined[0]], events)
+                if step.save_as:
+                    unsupported[step.save_as] = unsupported[declined[0]]
+                continue
             broken = sorted(n for n in needed if n in failed_steps)
             if broken:
                 why = f"precondition failed: {failed_steps[broken[0]]}"
@@ -326,6 +342,8 @@ class Engine:
                 # Not a failure: later steps that need what it would have saved are skipped in turn
                 # (an undefined variable), except waits on traffic, which correlate leniently.
                 self._mark(run, step, "skipped", str(exc), events)
+                if exc.unsupported and step.save_as:
+                    unsupported[step.save_as] = str(exc)
                 continue
             except StepFailed as exc:
                 f = exc.finding
@@ -482,7 +500,7 @@ class Engine:
             )
         except DriverError as exc:
             if exc.unsupported:
-                raise StepSkipped(exc.message) from None
+                raise StepSkipped(exc.message, unsupported=True) from None
             ev = (exc.evidence,) if exc.evidence else ()
             raise StepFailed(Finding("INPUT.DRIVER", "error", exc.message, f"driver {action}", ev)) from None
         ev_ids = [reply["evidence"]] if reply.get("evidence") else []
@@ -598,7 +616,9 @@ class Engine:
             target, extra = part
             if info.kind == "vihf" and self.ctx.pki is not None:
                 extra.setdefault("ca_pem", self.ctx.pki.ca_pem)
-            if "cda_root" in inspect.signature(info.func).parameters and "cda_root" not in extra | args:
+            # An MHD Bundle carries its document (Binary): mhd.cda reads it when no cda_root is given.
+            needs_cda = info.kind != "mhd" and "cda_root" in inspect.signature(info.func).parameters
+            if needs_cda and "cda_root" not in extra | args:
                 return [Finding("INPUT.NO-DOCUMENT", "error", "no CDA document in the request", "//xdsb:Document")]
             return run_check(check_name, target, **check_arguments(info.func, extra, args))
         return run_check(check_name, artefact, **args)

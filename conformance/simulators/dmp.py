@@ -37,6 +37,7 @@ import email.utils
 import hashlib
 import json
 import quopri
+import re
 import threading
 import time
 import urllib.parse
@@ -113,6 +114,7 @@ SoapVersion = Literal["1.2", "1.1"]
 _SOAP_CT = {"1.2": "application/soap+xml; charset=utf-8", "1.1": "text/xml; charset=utf-8"}
 _ENV_NS = {"1.2": NS_SOAP12, "1.1": NS_SOAP11}
 FHIR_JSON = "application/fhir+json; charset=utf-8"
+_UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -920,6 +922,15 @@ def _subject_ins(docref: Mapping[str, Any], resources: Mapping[str, Any]) -> tup
     return None, None
 
 
+def _entry_uuid_of(docref: Mapping[str, Any]) -> str | None:
+    """The entryUUID a DocumentReference carries (an ``identifier`` whose value is a ``urn:uuid:``)."""
+    for ident in docref.get("identifier") or []:
+        value = str(ident.get("value", "")) if isinstance(ident, dict) else ""
+        if value.lower().startswith("urn:uuid:") and _UUID_RE.fullmatch(value[9:]):
+            return value
+    return None
+
+
 def handle_mhd_post(body: bytes, store: DmpStore) -> _Answer:
     """ITI-65: store the DocumentReferences of a transaction Bundle with their Binary (or inline data)."""
     facts = _base_facts() | {"operation": "iti-65"}
@@ -952,7 +963,10 @@ def handle_mhd_post(body: bytes, store: DmpStore) -> _Answer:
             problems.append("an entry without a resource")
             continue
         rtype = res.get("resourceType")
-        new_id = str(uuid.uuid4())
+        # An XDS-backed DMP names a DocumentReference after its entryUUID (``identifier`` urn:uuid):
+        # ``relatesTo`` to ``DocumentReference/<id>`` and an RPLC to the entryUUID then name the same entry.
+        given = _entry_uuid_of(res) if rtype == "DocumentReference" else None
+        new_id = given.removeprefix("urn:uuid:").lower() if given else str(uuid.uuid4())
         responses.append({"response": {"status": "201 Created", "location": f"{rtype}/{new_id}/_history/1"}})
         if rtype != "DocumentReference":
             continue
@@ -982,14 +996,7 @@ def handle_mhd_post(body: bytes, store: DmpStore) -> _Answer:
         ins, system = _subject_ins(res, by_url)
         master = res.get("masterIdentifier")
         unique_id = master.get("value") if isinstance(master, dict) else None
-        entry_uuid = next(
-            (
-                str(i.get("value"))
-                for i in res.get("identifier") or []
-                if isinstance(i, dict) and str(i.get("value", "")).startswith("urn:uuid:")
-            ),
-            f"urn:uuid:{new_id}",
-        )
+        entry_uuid = given or f"urn:uuid:{new_id}"
         stored_ref = copy.deepcopy(res)
         stored_ref["id"] = new_id
         stored_ref["status"] = "current"

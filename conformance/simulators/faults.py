@@ -112,53 +112,57 @@ FAULTS: dict[str, Fault] = _faults(
         "FHIR Patient search ignores the identifier parameter and returns every stored patient.",
         ("SB.FHIR.01",),
     ),
-    # DMP client side (vendor_dmp.py); requirement ids of profiles/segur-v2-dmp.yaml.
+    # DMP client side (vendor_dmp.py); requirement ids of profiles/segur-v2-dmp.yaml.  Metadata, CDA and
+    # replacement faults act on the metadata model shared by XDS.b and MHD, so the vendor carries them
+    # over both transports and they fail the same requirements either way.  VIHF and SOAP faults concern
+    # XDS.b only: PDSm (MHD) carries no VIHF token and no SOAP envelope.
     Fault(
         "dmp.vihf-missing-attribute",
         "dmp",
-        "Signs a VIHF token without the LPS_ID_HOMOLOGATION_DMP attribute (DMP homologation number).",
+        "Signs a VIHF token without the LPS_ID_HOMOLOGATION_DMP attribute (DMP homologation number); XDS.b only.",
         ("SB.DMP.04",),
     ),
     Fault(
         "dmp.vihf-unsigned",
         "dmp",
-        "Sends the VIHF assertion without its XML signature.",
+        "Sends the VIHF assertion without its XML signature (XDS.b only).",
         ("SC.DMP/CONF.10",),
     ),
     Fault(
         "dmp.vihf-expired",
         "dmp",
-        "Sends a validly signed VIHF token whose validity window ended two hours ago.",
+        "Sends a validly signed VIHF token whose validity window ended two hours ago (XDS.b only).",
         ("SC.DMP/CONF.10",),
     ),
     Fault(
         "dmp.metadata-type-mismatch",
         "dmp",
-        "XDS typeCode 11506-3 (same class) while the CDA's code is 11488-4.",
+        "typeCode 11506-3 (same class) while the CDA's code is 11488-4 (XDS typeCode, MHD DocumentReference.type).",
         ("SB.DMP.02",),
     ),
     Fault(
         "dmp.wrong-class-code",
         "dmp",
-        "XDS classCode 11 (Synthèse), which ASS_X04 does not give for the typeCode 11488-4 (class 10).",
+        "classCode 11 (Synthèse), which ASS_X04 does not give for the typeCode 11488-4 (class 10); XDS classCode, "
+        "MHD category.",
         ("LGC.DMP.02",),
     ),
     Fault(
         "dmp.bad-confidentiality",
         "dmp",
-        "Adds the confidentialityCode MASQUE, not in JDV J58 (the DMP's code is MASQUE_PS).",
+        "Adds the confidentialityCode MASQUE, not in JDV J58 (the DMP's code is MASQUE_PS); MHD securityLabel too.",
         ("LGC.DMP.02",),
     ),
     Fault(
         "dmp.missing-ins",
         "dmp",
-        "Keys the DMP by the local IPP instead of the patient's INS (ITI-41 patientId, ITI-18 query).",
+        "Keys the DMP by the local IPP instead of the patient's INS (ITI-41 patientId, ITI-18 query, MHD subject).",
         ("SB.DMP.01", "SC.DMP/UX.27"),
     ),
     Fault(
         "dmp.wrong-hash",
         "dmp",
-        "Declares an XDS hash slot that is not the SHA-1 of the document sent.",
+        "Declares a hash that is not the SHA-1 of the document sent (XDS hash slot, MHD attachment.hash).",
         ("SB.DMP.02",),
     ),
     Fault(
@@ -176,13 +180,14 @@ FAULTS: dict[str, Fault] = _faults(
     Fault(
         "dmp.replace-without-rplc",
         "dmp",
-        "Sends a new version (same setId, version + 1) without the RPLC association to the previous one.",
+        "Sends a new version (same setId, version + 1) without the RPLC association (MHD: relatesTo replaces) to "
+        "the previous one.",
         ("SC.DMP/va1.23",),
     ),
     Fault(
         "dmp.soap11",
         "dmp",
-        "Sends the XDS.b transactions in SOAP 1.1 envelopes instead of SOAP 1.2.",
+        "Sends the XDS.b transactions in SOAP 1.1 envelopes instead of SOAP 1.2 (XDS.b only).",
         ("SB.DMP.03",),
     ),
     Fault(

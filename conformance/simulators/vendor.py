@@ -35,11 +35,14 @@ Driver actions:
                 default ``CN``): the identity documents were checked, so a RECUP identity becomes QUAL
                 (a local PROV identity without INS becomes VALI) → ``{"patient": {...}}``.
 ``dmp.publish`` params ``patient`` (``{"patient_id"}`` or ``{"ins"}``, a qualified identity) and
-                ``document`` (``kind``: ``CR-CONS`` | ``CR-BIO`` | ``VSM``, ``confidentiality`` N/R/V):
-                CDA R2 N1 + XDS metadata + signed VIHF, ITI-41 (SOAP 1.2, MTOM) to ``services.dmp``
+                ``document`` (``kind``: ``CR-CONS`` | ``CR-BIO`` | ``VSM``, ``confidentiality`` N/R/V,
+                ``transport``: ``xds`` (default) | ``mhd``): CDA R2 N1 + XDS metadata + signed VIHF,
+                ITI-41 (SOAP 1.2, MTOM) to ``services.dmp``; with ``mhd``, the same metadata as a PDSm
+                provide-document Bundle, ITI-65 (``application/fhir+json``) to ``services.mhd``
                 → ``{"document": {"unique_id", "entry_uuid", "set_id", "version"}}``.
 ``dmp.replace`` the same plus ``replaces`` (entry_uuid or unique_id returned by ``dmp.publish``): new
-                version (same setId, versionNumber + 1, RPLC) → ``{"document", "replaced"}``.
+                version (same setId, versionNumber + 1, RPLC or MHD ``relatesTo replaces``)
+                → ``{"document", "replaced"}``.
 ``dmp.query``   params ``patient``: ITI-18 FindDocuments by INS, then ITI-43 for what was found
                 → ``{"documents": [...], "retrieved": [...]}``.  See ``vendor_dmp.py``.
 

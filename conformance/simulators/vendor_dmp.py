@@ -1,4 +1,4 @@
-"""DMP client side of the reference vendor: CDA R2 production, XDS.b metadata, VIHF, ITI-41/18/43.
+"""DMP client side of the reference vendor: CDA R2 production, XDS.b/MHD metadata, VIHF, ITI-41/18/43/65.
 
 What a conformant DPI does when it feeds the DMP, written as plainly as a vendor would:
 
@@ -8,17 +8,23 @@ What a conformant DPI does when it feeds the DMP, written as plainly as a vendor
    confidentialityCode, ``fr-FR``, setId/versionNumber, recordTarget with the INS and the strict
    traits, author and legalAuthenticator identified by RPPS, custodian by FINESS,
    documentationOf/serviceEvent, componentOf/encompassingEncounter);
-2. it describes it with XDS.b metadata (``conformance.simulators.xds_builder``), adding the RPLC
-   association when it replaces a previous version (same setId, versionNumber + 1);
-3. it signs a VIHF token (``conformance.vihf``) with the credentials the bench gave for the run
-   (``services.pki``), or an ephemeral self-signed key when none were given;
-4. it sends ITI-41 in SOAP 1.2 with MTOM/XOP to ``services.dmp``; ``dmp.query`` sends ITI-18
-   FindDocuments and retrieves each current document with ITI-43.
+2. it derives the document's metadata once (``xds_builder.derive_metadata``: the CI-SIS CDA → metadata
+   correspondence) and writes it either as XDS.b ebRIM (``xds_builder.render``, RPLC association when
+   it replaces a previous version: same setId, versionNumber + 1) or, with
+   ``params.document.transport = "mhd"``, as a PDSm comprehensive provide-document Bundle
+   (``mhd_builder``, ``relatesTo replaces`` for a replacement);
+3. over XDS.b it signs a VIHF token (``conformance.vihf``) with the credentials the bench gave for the
+   run (``services.pki``), or an ephemeral self-signed key when none were given, and sends ITI-41 in
+   SOAP 1.2 with MTOM/XOP to ``services.dmp``; over MHD it POSTs the Bundle (ITI-65,
+   ``application/fhir+json``) to ``services.mhd``;
+4. ``dmp.query`` sends ITI-18 FindDocuments and retrieves each current document with ITI-43.
 
 Faults (``dmp.*`` in :mod:`conformance.simulators.faults`) are applied where a real product gets them
 wrong: the token (omitted attribute, no signature, expired), the metadata (type, class,
 confidentiality, patientId, hash), the CDA header (custodian, language), the replacement (no RPLC),
-the envelope (SOAP 1.1) and the retrieve request (wrong repository).
+the envelope (SOAP 1.1) and the retrieve request (wrong repository).  Metadata, CDA and replacement
+faults act on the shared model, so both transports carry them; VIHF and SOAP faults concern XDS.b
+only (PDSm does not carry a VIHF: the DMP's FHIR access is secured otherwise).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import json
 import threading
 import uuid
 from collections.abc import Callable, Mapping
@@ -37,12 +44,11 @@ from xml.sax.saxutils import escape, quoteattr
 import requests
 from lxml import etree
 
-from conformance.parsing import InputError, parse_xml
+from conformance.parsing import InputError, parse_json, parse_xml
 from conformance.simulators.dmp import (
     ACTION_ITI18,
     ACTION_ITI41,
     ACTION_ITI43,
-    NS_LCM,
     NS_RIM,
     NS_SOAP11,
     NS_SOAP12,
@@ -63,15 +69,14 @@ NS_XDSB = "urn:ihe:iti:xds-b:2007"
 NS_QUERY = "urn:oasis:names:tc:ebxml-regrep:xsd:query:3.0"
 NS_XOP = "http://www.w3.org/2004/08/xop/include"
 
-# ebRIM classification schemes the faults touch (IHE ITI TF-3 4.2.5).
-SCHEME_CLASS = "urn:uuid:41a5887f-8865-4c09-adf7-e362475b143a"
-SCHEME_TYPE = "urn:uuid:f0306f51-975f-434e-a61c-c59651d33983"
-SCHEME_CONFIDENTIALITY = "urn:uuid:f4f85eac-e6cb-4883-b524-f2705394840f"
-
+# XDS DocumentEntry.uniqueId external identifier scheme (IHE ITI TF-3 4.2.5), read back from ITI-18.
+SCHEME_UNIQUE_ID = "urn:uuid:2e82c1f6-a085-4c72-9da3-8640a32e42ab"
+TRANSPORTS = ("xds", "mhd")
 OID_RPPS = "1.2.250.1.71.4.2.1"
 OID_STRUCTURE = "1.2.250.1.71.4.2.2"
 OID_LOINC = "2.16.840.1.113883.6.1"
 OID_CONFIDENTIALITY = "2.16.840.1.113883.5.25"
+OID_CLASS = "1.2.250.1.213.1.1.4.1"  # TRE_A03 ClasseDocument
 OID_VISIBILITY = "1.2.250.1.213.1.1.4.13"  # TRE_A07 StatutVisibiliteDocument
 OID_LOCAL_IPP = "1.2.250.1.999.1.1.1"  # the reference vendor's (fictitious) IPP arc
 
@@ -175,6 +180,8 @@ class Published:
     kind: str
     confidentiality: str
     patient_id: str
+    fhir_id: str | None = None
+    """Logical id the DMP gave the DocumentReference (MHD), the target of a later ``relatesTo``."""
 
     def as_result(self) -> dict[str, Any]:
         return {
@@ -296,115 +303,33 @@ def build_cda(
 
 
 # ------------------------------------------------------------------------------------------ metadata
-def _submit_objects(
-    document: bytes, cda_root: Any, *, patient_ins: str, ins_oid: str, author: dict[str, Any], replaces: str | None
-) -> bytes:
-    """XDS metadata from the shared builder; a minimal local one only when it is not installed."""
-    try:
-        from conformance.simulators.xds_builder import build_submit_objects
-    except ImportError:
-        return _fallback_submit_objects(document, cda_root, patient_ins=patient_ins, ins_oid=ins_oid, replaces=replaces)
-    out: bytes = build_submit_objects(
-        document, cda_root, patient_ins=patient_ins, ins_oid=ins_oid, author=author, replaces=replaces
-    )
-    return out
+def derive_document_metadata(
+    document: bytes, cda_root: Any, *, patient_id: str, patient_oid: str, faults: frozenset[str]
+) -> dict[str, Any]:
+    """The document's metadata (one flat model for XDS and MHD), with the metadata faults applied.
+
+    Why one place: a fault such as a wrong classCode is a defect of the *metadata*, whatever the
+    transport; applying it here makes the XDS ``SubmitObjectsRequest`` and the MHD Bundle carry the
+    same defect, so it fails the same requirement through either path.
+    """
+    from conformance.simulators.xds_builder import derive_metadata
+
+    meta = derive_metadata(document, cda_root, patient_ins=patient_id, ins_oid=patient_oid, author=builder_author())
+    if "dmp.metadata-type-mismatch" in faults:
+        meta["typeCode"] = (FAULT_TYPE_INSTEAD, OID_LOINC)
+    if "dmp.wrong-class-code" in faults:
+        meta["classCode"] = (FAULT_CLASS_INSTEAD, OID_CLASS)
+    if "dmp.bad-confidentiality" in faults:
+        meta["confidentialityCode"] = [*meta["confidentialityCode"], (FAULT_VISIBILITY, OID_VISIBILITY)]
+    if "dmp.wrong-hash" in faults:
+        meta["hash"] = hashlib.sha1(document + b" ", usedforsecurity=False).hexdigest()
+    return meta
 
 
-def _fallback_submit_objects(
-    document: bytes, cda_root: Any, *, patient_ins: str, ins_oid: str, replaces: str | None
-) -> bytes:
-    """Tiny stand-in for ``xds_builder`` (used only until it exists, for this module's own tests)."""
-    ns = {"h": HL7}
-    code = cda_root.find("h:code", ns)
-    doc_id = cda_root.find("h:id", ns)
-    conf = cda_root.find("h:confidentialityCode", ns)
-    eid, ssid = f"urn:uuid:{uuid.uuid4()}", f"urn:uuid:{uuid.uuid4()}"
-    cx = f"{patient_ins}^^^&{ins_oid}&ISO^NH"
-    uid = f"{doc_id.get('root')}^{doc_id.get('extension')}" if doc_id.get("extension") else doc_id.get("root")
-    now = dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S")
-
-    def slot(name: str, *values: str) -> str:
-        vals = "".join(f"<rim:Value>{escape(v)}</rim:Value>" for v in values)
-        return f'<rim:Slot name="{name}"><rim:ValueList>{vals}</rim:ValueList></rim:Slot>'
-
-    def cls(scheme: str, obj: str, value: str, system: str) -> str:
-        return (
-            f'<rim:Classification id="urn:uuid:{uuid.uuid4()}" classificationScheme="{scheme}" classifiedObject="{obj}"'
-            f" nodeRepresentation={quoteattr(value)}>{slot('codingScheme', system)}</rim:Classification>"
-        )
-
-    rplc = (
-        f'<rim:Association id="urn:uuid:{uuid.uuid4()}" associationType="urn:ihe:iti:2007:AssociationType:RPLC"'
-        f' sourceObject="{eid}" targetObject={quoteattr(replaces)}/>'
-        if replaces
-        else ""
-    )
-    xml = (
-        f'<lcm:SubmitObjectsRequest xmlns:lcm="{NS_LCM}" xmlns:rim="{NS_RIM}"><rim:RegistryObjectList>'
-        f'<rim:ExtrinsicObject id="{eid}" mimeType="text/xml"'
-        ' objectType="urn:uuid:7edca82f-054d-47f2-a032-9b2a5b5186c1">'
-        f"{slot('creationTime', now)}{slot('languageCode', 'fr-FR')}"
-        f"{slot('hash', hashlib.sha1(document, usedforsecurity=False).hexdigest())}{slot('size', str(len(document)))}"
-        f"{cls(SCHEME_CLASS, eid, '10', '1.2.250.1.213.1.1.4.1')}"
-        f"{cls(SCHEME_CONFIDENTIALITY, eid, conf.get('code'), OID_CONFIDENTIALITY)}"
-        f"{cls(SCHEME_TYPE, eid, code.get('code'), OID_LOINC)}"
-        f'<rim:ExternalIdentifier id="urn:uuid:{uuid.uuid4()}" registryObject="{eid}"'
-        f' identificationScheme="urn:uuid:58a6f841-87b3-4a3e-92fd-a8ffeff98427" value={quoteattr(cx)}/>'
-        f'<rim:ExternalIdentifier id="urn:uuid:{uuid.uuid4()}" registryObject="{eid}"'
-        f' identificationScheme="urn:uuid:2e82c1f6-a085-4c72-9da3-8640a32e42ab" value={quoteattr(uid)}/>'
-        f'</rim:ExtrinsicObject><rim:RegistryPackage id="{ssid}">{slot("submissionTime", now)}'
-        f'<rim:ExternalIdentifier id="urn:uuid:{uuid.uuid4()}" registryObject="{ssid}"'
-        f' identificationScheme="urn:uuid:6b5aea1a-874d-4603-a4bc-96a0a7b38446" value={quoteattr(cx)}/>'
-        f'<rim:ExternalIdentifier id="urn:uuid:{uuid.uuid4()}" registryObject="{ssid}"'
-        ' identificationScheme="urn:uuid:96fdda7c-d067-4183-912e-bf5ee74998a8"'
-        f' value="{DOC_ROOT}.{uuid.uuid4().int % 10**12}"/>'
-        f'</rim:RegistryPackage><rim:Classification id="urn:uuid:{uuid.uuid4()}" classifiedObject="{ssid}"'
-        ' classificationNode="urn:uuid:a54d6aa5-d40d-43f9-88c5-b4633d873bdd"/>'
-        f'<rim:Association id="urn:uuid:{uuid.uuid4()}"'
-        ' associationType="urn:oasis:names:tc:ebxml-regrep:AssociationType:HasMember"'
-        f' sourceObject="{ssid}" targetObject="{eid}">{slot("SubmissionSetStatus", "Original")}</rim:Association>'
-        f"{rplc}</rim:RegistryObjectList></lcm:SubmitObjectsRequest>"
-    )
-    return xml.encode("utf-8")
-
-
-def _entry(metadata: etree._Element) -> etree._Element:
-    entry = next((e for e in metadata.iter(f"{{{NS_RIM}}}ExtrinsicObject")), None)
-    if entry is None:
-        raise DmpActionFailed("metadata-error", "the XDS builder produced no DocumentEntry")
-    return entry
-
-
-def _set_classification(entry: etree._Element, scheme: str, code: str) -> None:
-    for c in entry.iter(f"{{{NS_RIM}}}Classification"):
-        if c.get("classificationScheme") == scheme:
-            c.set("nodeRepresentation", code)
-
-
-def _add_classification(entry: etree._Element, scheme: str, code: str, system: str) -> None:
-    template = next(
-        (c for c in entry.iter(f"{{{NS_RIM}}}Classification") if c.get("classificationScheme") == scheme), None
-    )
-    if template is None:
-        return
-    clone = etree.fromstring(etree.tostring(template))
-    clone.set("id", f"urn:uuid:{uuid.uuid4()}")
-    clone.set("nodeRepresentation", code)
-    for value in clone.iter(f"{{{NS_RIM}}}Value"):
-        value.text = system
-    for ls in clone.iter(f"{{{NS_RIM}}}LocalizedString"):
-        ls.set("value", code)
-    template.addnext(clone)
-
-
-def _set_slot(entry: etree._Element, name: str, value: str) -> None:
-    slot = next((s for s in entry.findall(f"{{{NS_RIM}}}Slot") if s.get("name") == name), None)
-    if slot is None:
-        slot = etree.Element(f"{{{NS_RIM}}}Slot", name=name)
-        etree.SubElement(etree.SubElement(slot, f"{{{NS_RIM}}}ValueList"), f"{{{NS_RIM}}}Value")
-        entry.insert(0, slot)
-    for v in slot.iter(f"{{{NS_RIM}}}Value"):
-        v.text = value
+def mhd_author() -> dict[str, Any]:
+    """The author as ``mhd_builder`` reads it: the XDS author plus the organization (FINESS)."""
+    org = AUTHOR["institution"]
+    return {**builder_author(), "organization": {"id": org["national_id"], "name": org["name"]}}
 
 
 def _external_id(el: etree._Element, scheme: str) -> str | None:
@@ -511,11 +436,20 @@ def _envelope(action: str, to: str, security: bytes, body: str, *, soap11: bool)
 
 
 def _post(
-    url: str, body: bytes, content_type: str, action_id: str, services: Mapping[str, Any], soap_action: str
+    url: str,
+    body: bytes,
+    content_type: str,
+    action_id: str,
+    services: Mapping[str, Any],
+    soap_action: str,
+    *,
+    accept: str | None = None,
 ) -> requests.Response:
     from conformance.simulators.vendor import _tls_options
 
     headers = {"Content-Type": content_type, ACTION_ID_HEADER: action_id}
+    if accept:
+        headers["Accept"] = accept
     if content_type.startswith("text/xml") or 'start-info="text/xml"' in content_type:
         headers["SOAPAction"] = f'"{soap_action}"'
     try:
@@ -611,6 +545,12 @@ class DmpSide:
             conf = doc.get("confidentiality", "N")
             if conf not in CONFIDENTIALITY:
                 return "params.document.confidentiality must be N, R or V"
+            transport = doc.get("transport", "xds")
+            if transport not in TRANSPORTS:
+                return "params.document.transport must be xds or mhd"
+            mhd = services.get("mhd")
+            if transport == "mhd" and not (isinstance(mhd, str) and mhd.startswith(("http://", "https://"))):
+                return "services.mhd must be the http(s) base URL of the DMP's MHD (FHIR) service"
         if action == "dmp.replace" and not (isinstance(params.get("replaces"), str) and params["replaces"]):
             return "params.replaces must be the unique_id or entry_uuid returned by dmp.publish"
         return None
@@ -656,6 +596,7 @@ class DmpSide:
             set_id=set_id,
             version=1,
             replaces=None,
+            transport=doc.get("transport", "xds"),
             services=services,
             action_id=action_id,
         )
@@ -674,7 +615,8 @@ class DmpSide:
             confidentiality=doc.get("confidentiality", previous.confidentiality),
             set_id=previous.set_id,
             version=previous.version + 1,
-            replaces=None if self.has("dmp.replace-without-rplc") else previous.entry_uuid,
+            replaces=None if self.has("dmp.replace-without-rplc") else previous,
+            transport=doc.get("transport", "xds"),
             services=services,
             action_id=action_id,
         )
@@ -688,10 +630,12 @@ class DmpSide:
         confidentiality: str,
         set_id: str,
         version: int,
-        replaces: str | None,
+        replaces: Published | None,
+        transport: str,
         services: Mapping[str, Any],
         action_id: str,
     ) -> Published:
+        """Produce the CDA and its metadata, send them over ``transport`` and remember the document."""
         doc_id = f"{set_id}V{version}"
         when = dt.datetime.now(dt.UTC).astimezone(dt.timezone(dt.timedelta(hours=1))).replace(microsecond=0)
         cda = build_cda(
@@ -705,24 +649,41 @@ class DmpSide:
             custodian=not self.has("dmp.cda-missing-custodian"),
             language="en-US" if self.has("dmp.cda-bad-language") else "fr-FR",
         )
-        cda_root = parse_xml(cda)
-        assert patient.matricule is not None and patient.oid is not None  # guaranteed by _patient
         pid, pid_oid = self._dmp_patient_id(patient)
-        raw = _submit_objects(
-            cda, cda_root, patient_ins=pid, ins_oid=pid_oid, author=builder_author(), replaces=replaces
+        try:
+            meta = derive_document_metadata(
+                cda, parse_xml(cda), patient_id=pid, patient_oid=pid_oid, faults=self.vendor.faults
+            )
+        except (InputError, ValueError) as exc:
+            raise DmpActionFailed("metadata-error", f"no metadata for the document: {exc}") from None
+        entry_uuid, unique_id = str(meta["entryUUID"]), str(meta["uniqueId"] or "")
+        if transport == "mhd":
+            fhir_id = self._send_mhd(cda, meta, replaces, services, action_id)
+        else:
+            self._send_xds(cda, meta, patient, replaces, services, action_id)
+            fhir_id = None
+        published = Published(
+            unique_id, entry_uuid, set_id, version, kind, confidentiality, patient.id, fhir_id=fhir_id
         )
-        metadata = parse_xml(raw)
-        entry = _entry(metadata)
-        if self.has("dmp.metadata-type-mismatch"):
-            _set_classification(entry, SCHEME_TYPE, FAULT_TYPE_INSTEAD)
-        if self.has("dmp.wrong-class-code"):
-            _set_classification(entry, SCHEME_CLASS, FAULT_CLASS_INSTEAD)
-        if self.has("dmp.bad-confidentiality"):
-            _add_classification(entry, SCHEME_CONFIDENTIALITY, FAULT_VISIBILITY, OID_VISIBILITY)
-        if self.has("dmp.wrong-hash"):
-            _set_slot(entry, "hash", hashlib.sha1(cda + b" ", usedforsecurity=False).hexdigest())
-        entry_uuid = entry.get("id") or ""
-        unique_id = _external_id(entry, "urn:uuid:2e82c1f6-a085-4c72-9da3-8640a32e42ab") or ""
+        with self._lock:
+            self._published[unique_id] = published
+            self._published[entry_uuid] = published
+        return published
+
+    def _send_xds(
+        self,
+        cda: bytes,
+        meta: dict[str, Any],
+        patient: StoredPatient,
+        replaces: Published | None,
+        services: Mapping[str, Any],
+        action_id: str,
+    ) -> None:
+        """ITI-41 ProvideAndRegisterDocumentSet-b: SOAP 1.2, MTOM/XOP, signed VIHF."""
+        from conformance.simulators.xds_builder import render
+
+        assert patient.matricule is not None and patient.oid is not None  # guaranteed by _patient
+        metadata = parse_xml(render(meta, replaces=replaces.entry_uuid if replaces else None))
         ins_cx = f"{patient.matricule}^^^&{patient.oid}&ISO^NH"
         security = build_security(ins_cx=ins_cx, lps=self.vendor.lps, services=services, faults=self.vendor.faults)
         soap11 = self.has("dmp.soap11")
@@ -730,7 +691,7 @@ class DmpSide:
         body = (
             f'<xdsb:ProvideAndRegisterDocumentSetRequest xmlns:xdsb="{NS_XDSB}">'
             + etree.tostring(metadata).decode("utf-8")
-            + f"<xdsb:Document id={quoteattr(entry_uuid)}>"
+            + f"<xdsb:Document id={quoteattr(str(meta['entryUUID']))}>"
             + f'<xop:Include xmlns:xop="{NS_XOP}" href="cid:{cid}"/></xdsb:Document>'
             "</xdsb:ProvideAndRegisterDocumentSetRequest>"
         )
@@ -744,11 +705,55 @@ class DmpSide:
         if resp.status_code != 200 or status is None or not status.endswith(":Success"):
             detail = "; ".join(errors) or f"HTTP {resp.status_code}"
             raise DmpActionFailed("dmp-failure", f"the DMP refused the document: {detail}"[:300])
-        published = Published(unique_id, entry_uuid, set_id, version, kind, confidentiality, patient.id)
-        with self._lock:
-            self._published[unique_id] = published
-            self._published[entry_uuid] = published
-        return published
+
+    def _send_mhd(
+        self,
+        cda: bytes,
+        meta: dict[str, Any],
+        replaces: Published | None,
+        services: Mapping[str, Any],
+        action_id: str,
+    ) -> str | None:
+        """ITI-65 Provide Document Bundle (PDSm comprehensive); returns the DocumentReference's logical id.
+
+        No VIHF here: PDSm does not carry the SOAP security header (the DMP's FHIR access relies on
+        other mechanisms), so the VIHF/SOAP faults of this module do not apply to this path.
+        """
+        from conformance.simulators.mhd_builder import FHIR_JSON, build_provide_bundle
+
+        target = None
+        if replaces is not None:
+            # The replaced version as the DMP named it; else its entryUUID (an XDS-backed DMP's id).
+            target = f"DocumentReference/{replaces.fhir_id or replaces.entry_uuid.removeprefix('urn:uuid:')}"
+        bundle = build_provide_bundle(meta, cda, author=mhd_author(), replaces=target)
+        url = str(services["mhd"]).rstrip("/")
+        body = json.dumps(bundle, ensure_ascii=False).encode("utf-8")
+        resp = _post(url, body, FHIR_JSON + "; charset=utf-8", action_id, services, "", accept=FHIR_JSON)
+        try:
+            answer = parse_json(resp.content)
+        except InputError as exc:
+            raise DmpActionFailed(
+                "dmp-error", f"the DMP answered HTTP {resp.status_code}, unreadable: {exc.message}"
+            ) from None
+        if (
+            resp.status_code not in (200, 201)
+            or not isinstance(answer, dict)
+            or answer.get("type") != "transaction-response"
+        ):
+            issues = answer.get("issue") if isinstance(answer, dict) else None
+            detail = (
+                "; ".join(str(i.get("diagnostics") or i.get("code")) for i in issues or [] if isinstance(i, dict))
+                or f"HTTP {resp.status_code}"
+            )
+            raise DmpActionFailed("dmp-failure", f"the DMP refused the bundle: {detail}"[:300])
+        # Responses come in the order of the request's entries (FHIR transaction): the DocumentReference's.
+        for sent, got in zip(bundle["entry"], answer.get("entry") or [], strict=False):
+            if sent["resource"]["resourceType"] == "DocumentReference" and isinstance(got, dict):
+                location = str((got.get("response") or {}).get("location") or "")
+                parts = location.split("/")
+                if len(parts) >= 2 and parts[0] == "DocumentReference":
+                    return parts[1]
+        return None
 
     def query(self, params: dict[str, Any], services: dict[str, Any], action_id: str, base: str) -> dict[str, Any]:
         """ITI-18 FindDocuments (Approved) for the patient's INS, then ITI-43 for each document found."""
@@ -778,7 +783,7 @@ class DmpSide:
             raise DmpActionFailed("dmp-failure", f"the DMP query failed: {'; '.join(errors) or resp.status_code}"[:300])
         documents: list[dict[str, Any]] = []
         for eo in root.iter(f"{{{NS_RIM}}}ExtrinsicObject"):
-            uid = _external_id(eo, "urn:uuid:2e82c1f6-a085-4c72-9da3-8640a32e42ab") or ""
+            uid = _external_id(eo, SCHEME_UNIQUE_ID) or ""
             repo = next(
                 (
                     v.text
