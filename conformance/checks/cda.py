@@ -28,6 +28,7 @@ from typing import Any
 
 from lxml import etree
 
+from conformance.checks.luhn import luhn_ok
 from conformance.checks.registry import check
 from conformance.model import Finding, Severity
 from conformance.parsing import InputError, parse_xml
@@ -99,21 +100,6 @@ def _text(el: Any) -> str:
 
 def is_oid_or_uuid(value: str | None) -> bool:
     return bool(value) and bool(_OID.fullmatch(value or "") or _UUID.fullmatch(value or ""))
-
-
-def luhn_ok(digits: str) -> bool:
-    """Luhn (mod 10) check over a string of digits, the last one being the check digit."""
-    if not digits.isdigit():
-        return False
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        n = int(ch)
-        if i % 2 == 1:
-            n *= 2
-            if n > 9:
-                n -= 9
-        total += n
-    return total % 10 == 0
 
 
 def ts_problem(value: str | None) -> tuple[str | None, str | None]:

@@ -46,6 +46,7 @@ from conformance.checks.ins import (
     normalize_oid,
     parse_matricule,
 )
+from conformance.checks.luhn import luhn_ok
 from conformance.model import Finding
 from conformance.parsing import InputError, parse_json, parse_xml
 
@@ -667,21 +668,6 @@ def fhir_datetime_utc(value: Any) -> str | None:
     if when.tzinfo is None:
         return when.strftime("%Y%m%d%H%M%S")
     return when.astimezone(UTC).strftime("%Y%m%d%H%M%S")
-
-
-def luhn_ok(digits: str) -> bool:
-    """Luhn check of an RPPS / FINESS number (fictitious ids of the official examples often fail it)."""
-    if not digits.isdigit():
-        return False
-    total = 0
-    for i, c in enumerate(reversed(digits)):
-        d = int(c)
-        if i % 2 == 1:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return total % 10 == 0
 
 
 def sha1_hex(data: bytes) -> str:

@@ -50,11 +50,12 @@ from xml.sax.saxutils import escape, quoteattr
 
 from lxml import etree
 from starlette.applications import Starlette
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from conformance.parsing import InputError, parse_json, parse_xml
+from conformance.simulators.bodies import read_body
 from conformance.simulators.traffic import Received, TrafficLog
 
 # ------------------------------------------------------------------------------------------ namespaces
@@ -1124,7 +1125,7 @@ def create_dmp_app(traffic: TrafficLog, *, store: DmpStore | None = None, max_bo
         ctype: str
         facts: dict[str, Any]
         if request.method == "POST":
-            body, too_large, disconnected = await _read_body(request, max_body)
+            body, too_large, disconnected = await read_body(request, max_body, _DRAIN_LIMIT)
             if disconnected:
                 status, content, ctype = 400, b"", "text/plain; charset=utf-8"
                 facts = _error_facts("INPUT.TRUNCATED", "the client went away before the end of the body")
@@ -1199,25 +1200,6 @@ def _safely(handler: Callable[[], _Answer], *, fhir: bool) -> _Answer:
             _SOAP_CT["1.2"],
             _error_facts("SIMULATOR", message),
         )
-
-
-async def _read_body(request: Request, max_body: int) -> tuple[bytes, bool, bool]:
-    """(body up to ``max_body``, too large?, client gone?) — the cap bounds memory on hostile sizes."""
-    chunks: list[bytes] = []
-    size = 0
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > _DRAIN_LIMIT:
-        return b"", True, False
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size <= max_body:
-                chunks.append(chunk)
-            elif size > _DRAIN_LIMIT:
-                break
-    except ClientDisconnect:
-        return b"".join(chunks), size > max_body, True
-    return b"".join(chunks), size > max_body, False
 
 
 __all__ = [

@@ -29,11 +29,12 @@ from xml.sax.saxutils import escape, quoteattr
 import yaml
 from lxml import etree
 from starlette.applications import Starlette
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from conformance.parsing import InputError, parse_xml
+from conformance.simulators.bodies import read_body
 from conformance.simulators.traffic import Received, TrafficLog
 
 NS_SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
@@ -524,7 +525,7 @@ def create_insi_app(
             facts = _error_facts("HTTP.METHOD", message.strip())
             extra["Allow"] = "POST"
         else:
-            body, too_large, disconnected = await _read_body(request, max_body)
+            body, too_large, disconnected = await read_body(request, max_body, _DRAIN_LIMIT)
             if disconnected:
                 status, content, ctype = 400, b"", "text/plain; charset=utf-8"
                 facts = _error_facts("INPUT.TRUNCATED", "the client went away before the end of the body")
@@ -553,22 +554,3 @@ def create_insi_app(
 
     methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
     return Starlette(routes=[Route("/{path:path}", endpoint, methods=methods)])
-
-
-async def _read_body(request: Request, max_body: int) -> tuple[bytes, bool, bool]:
-    """(body up to ``max_body``, too large?, client gone?) — the cap bounds memory on hostile sizes."""
-    chunks: list[bytes] = []
-    size = 0
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > _DRAIN_LIMIT:
-        return b"", True, False
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size <= max_body:
-                chunks.append(chunk)
-            elif size > _DRAIN_LIMIT:
-                break
-    except ClientDisconnect:
-        return b"".join(chunks), size > max_body, True
-    return b"".join(chunks), size > max_body, False

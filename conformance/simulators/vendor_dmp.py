@@ -44,6 +44,7 @@ from xml.sax.saxutils import escape, quoteattr
 import requests
 from lxml import etree
 
+from conformance.checks.luhn import luhn_digit
 from conformance.parsing import InputError, parse_json, parse_xml
 from conformance.simulators.dmp import (
     ACTION_ITI18,
@@ -82,19 +83,6 @@ OID_LOCAL_IPP = "1.2.250.1.999.1.1.1"  # the reference vendor's (fictitious) IPP
 
 # The vendor's own document ids live under a fictitious arc of the bench: root + "." + counter.
 DOC_ROOT = "1.2.250.1.999.1.2"
-
-
-def luhn_digit(digits: str) -> str:
-    """The Luhn check digit of ``digits`` (RPPS and FINESS end with one)."""
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        n = int(ch)
-        if i % 2 == 0:
-            n *= 2
-            if n > 9:
-                n -= 9
-        total += n
-    return str((10 - total % 10) % 10)
 
 
 # The reference practitioner and structure: fictitious but well-formed (valid Luhn check digits).
