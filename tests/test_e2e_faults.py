@@ -47,3 +47,30 @@ def test_each_fault_fails_exactly_its_requirements(fault: str, vendor: Any, tmp_
     assert code == 1
     others = {r["id"]: r["status"] for r in results["requirements"] if r["id"] not in failed}
     assert set(others.values()) <= {"passed"}, others
+
+
+def test_service_filter_and_discovery_fallback(tmp_path: Path) -> None:
+    """A vendor without /.well-known/segur-bench: the bench assumes {URL}/fhir and {URL}/driver."""
+    from starlette.responses import PlainTextResponse
+
+    from conformance.simulators.server import BackgroundServer
+    from conformance.simulators.vendor import create_vendor_app
+
+    inner = create_vendor_app()
+
+    async def no_well_known(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/.well-known/"):
+            await PlainTextResponse("not found", status_code=404)(scope, receive, send)
+        else:
+            await inner(scope, receive, send)
+
+    srv = BackgroundServer(no_well_known, name="no-well-known").start()
+    try:
+        proc = run_cli("run", "--target", srv.url, "--service", "ins", "--out", str(tmp_path))
+    finally:
+        srv.stop()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
+    assert results["target"]["endpoints"]["fhir"] == f"{srv.url}/fhir"
+    assert results["requirements"] and {r["service"] for r in results["requirements"]} == {"INS"}
+    assert {s["service"] for s in results["scenarios"]} == {"INS"}
