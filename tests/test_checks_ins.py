@@ -318,7 +318,7 @@ def test_identity_status_without_code_is_missing() -> None:
 @pytest.mark.parametrize(
     "status",
     [
-        (CS_IDENTITY_STATUS, "XXX"),
+        (CS_IDENTITY_STATUS, "NOPE"),
         (CS_IDENTITY_STATUS, "qual"),
         (CS_V2_0445, "QUAL"),
         (CS_V2_0445, "RECUP"),
