@@ -916,3 +916,13 @@ def test_frcore_examples_dummy_ins_key_is_flagged(name: str) -> None:
     assert ident.qualified and ident.status_code == "VALI" and ident.status_system == CS_V2_0445
     assert ident.birth_place == "01006" and ident.given_names == ["Pierre", "Yves"]
     assert ident.sex == "M" and ident.birth_date == "1974-12-25" and ident.birth_name == "Durand"
+
+
+def test_legacy_identifier_type_system_is_a_warning() -> None:
+    resource = patient()
+    resource["identifier"][0]["type"]["coding"][0]["system"] = "http://interopsante.org/fhir/CodeSystem/fr-v2-0203"
+    [finding] = findings(resource)
+    assert (finding.rule, finding.severity) == ("INS.FHIR.IDENTIFIER", "warning")
+    resource["identifier"][0]["type"]["coding"][0]["system"] = "http://example.org/other"
+    [finding] = findings(resource)
+    assert (finding.rule, finding.severity) == ("INS.FHIR.IDENTIFIER", "error")

@@ -273,3 +273,50 @@ def test_operator_mode_prompts_and_judges_the_traffic(tmp_path: Path) -> None:
     skipped = [r for r in result.requirements if r.status == "skipped"]
     assert skipped and all(r.reason for r in skipped)
     assert code == 0
+
+
+def test_relative_fhir_reference_from_a_driver_is_resolved_on_the_fhir_base() -> None:
+    from conformance.engine.runner import Engine, RunFinished
+    from conformance.engine.target import Target
+    from conformance.simulators.server import BackgroundServer
+    from conformance.simulators.vendor import create_vendor_app
+
+    vendor = BackgroundServer(create_vendor_app(), name="vendor").start()
+    try:
+        profile = Profile(
+            id="t",
+            version="1",
+            title="t",
+            services=["INS"],
+            scenarios=["rel"],
+            requirements=[Requirement(id="R.READ", service="INS", title="read", rules=["FHIR.STATUS"])],
+        )
+        sc = Scenario.model_validate(
+            {
+                "id": "rel",
+                "title": "t",
+                "service": "INS",
+                "test": [
+                    {"id": "reply", "op": "set", "save_as": "reply", "params": {"fhir": "metadata"}},
+                    {
+                        "id": "read",
+                        "op": "http",
+                        "params": {"url": "${reply.fhir}"},
+                        "assert": [
+                            {
+                                "requirement": "R.READ",
+                                "check": "fhir.read",
+                                "args": {"resource_type": "CapabilityStatement"},
+                            }
+                        ],
+                    },
+                ],
+            }
+        )
+        ctx = _ctx(target=Target(base=vendor.url, endpoints={"fhir": f"{vendor.url}/fhir"}))
+        result = next(e for e in Engine(profile, [sc], ctx).execute() if isinstance(e, RunFinished)).result
+    finally:
+        vendor.stop()
+    [req] = result.requirements
+    assert req.status == "passed", req
+    assert result.evidence[0].request["url"] == f"{vendor.url}/fhir/metadata"

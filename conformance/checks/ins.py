@@ -23,7 +23,7 @@ from datetime import date
 from typing import Any, Literal
 
 from conformance.checks.registry import check
-from conformance.model import Finding
+from conformance.model import Finding, Severity
 
 # --- OIDs, code systems and extension URLs ---------------------------------------------------------
 
@@ -46,6 +46,13 @@ NIR_OIDS: frozenset[str] = frozenset({INS_NIR_OID, INS_TEST_OID, INS_DEMO_OID})
 NIA_OIDS: frozenset[str] = frozenset({INS_NIA_OID, INS_DEMO_OID})
 
 CS_V2_0203 = "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0203"
+LEGACY_CS_V2_0203: frozenset[str] = frozenset(
+    {
+        "http://interopsante.org/fhir/CodeSystem/fr-v2-0203",
+        "https://interopsante.org/fhir/CodeSystem/fr-v2-0203",
+    }
+)
+"""Identifier-type code systems of FR Core 1.x / Interop'Santé, still met in deployed servers."""
 OID_TYPE_CODE: dict[str, str] = {
     INS_NIR_OID: "INS-NIR",
     INS_NIA_OID: "INS-NIA",
@@ -464,15 +471,20 @@ def _read_identifiers(ident: Identity, identifiers: list[Any], root: str) -> Non
                 if not any(code == expected_code for _, code in typed):
                     j = typed[0][0] if typed else 0
                     found = typed[0][1] if typed else codings[0].get("code")
+                    severity: Severity = "error"
                     if found == expected_code:  # right code, wrong (or no) code system
                         message = f"identifier type {found} must come from {CS_V2_0203}"
                         where = f"{loc}.type.coding[{j}].system"
+                        if codings[j].get("system") in LEGACY_CS_V2_0203:
+                            # FR Core 1.x / Interop'Santé: the same code under the older system URL.
+                            severity = "warning"
+                            message += f" (legacy system {codings[j].get('system')})"
                     else:
                         message = (
                             f"identifier type {found!r} does not match system urn:oid:{oid} (expected {expected_code})"
                         )
                         where = f"{loc}.type.coding[{j}].code"
-                    shape.append(Finding(FHIR_IDENTIFIER, "error", message, where))
+                    shape.append(Finding(FHIR_IDENTIFIER, severity, message, where))
         if use is None:
             shape.append(Finding(FHIR_IDENTIFIER, "warning", "INS identifier without use ('official' expected)", loc))
         elif use not in ("official", "old"):

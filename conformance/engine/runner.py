@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urljoin
 
 from conformance import __version__
 from conformance.checks import CHECKS
@@ -443,10 +444,16 @@ class Engine:
         except Undefined as exc:
             raise StepSkipped(f"needs {exc}") from None
         headers = {"Accept": "application/fhir+json", **(params.get("headers") or {})}
+        url = str(params["url"])
+        fhir_base = self.ctx.target.endpoints.get("fhir")
+        if not url.startswith(("http://", "https://")) and isinstance(fhir_base, str):
+            # A driver may answer with a FHIR relative reference ("Patient/123"): resolve it on the base.
+            url = urljoin(fhir_base.rstrip("/") + "/", url.lstrip("/"))
+            params["url"] = url
         try:
             ex = self.ctx.http.request(
                 params.get("method", "GET"),
-                params["url"],
+                url,
                 name=step.title or step.id,
                 scenario=sc.id,
                 headers=headers,
