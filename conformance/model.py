@@ -83,12 +83,6 @@ class Requirement(_Strict):
     not_tested: str | None = None
 
 
-class MaturityLevel(_Strict):
-    level: int
-    label: str
-    rule: str
-
-
 class Profile(_Strict):
     id: str
     version: str
@@ -97,7 +91,6 @@ class Profile(_Strict):
     services: list[str]
     scenarios: list[str]
     requirements: list[Requirement]
-    maturity: dict[str, Any] | None = None
     notes: list[str] = Field(default_factory=list)
 
     def requirement(self, rid: str) -> Requirement | None:
