@@ -100,6 +100,22 @@ def _body(exchange: Any, location: str) -> tuple[Any, Finding | None]:
         return None, Finding(exc.rule, "error", exc.message, location)
 
 
+_UNREADABLE = object()
+
+
+def _read_answer(exchange: Any) -> tuple[list[Finding], Any]:
+    """Status, Content-Type and body of a FHIR answer; the body is ``_UNREADABLE`` when judging it
+    further would only repeat the problem (not 200, or not JSON)."""
+    status = list(_status_findings(exchange, "HTTP status"))
+    if status:
+        return status, _UNREADABLE
+    findings = list(_content_type_findings(exchange, "HTTP header Content-Type"))
+    data, problem = _body(exchange, "HTTP body")
+    if problem:
+        return [*findings, problem], _UNREADABLE
+    return findings, data
+
+
 @check(
     "fhir.read",
     kind="http",
@@ -108,14 +124,9 @@ def _body(exchange: Any, location: str) -> tuple[Any, Finding | None]:
 )
 def fhir_read(exchange: Exchange, *, resource_type: str = "Patient") -> Iterator[Finding]:
     """A FHIR read answers 200, ``application/fhir+json`` and a resource of the requested type."""
-    status = list(_status_findings(exchange, "HTTP status"))
-    if status:
-        yield from status
-        return
-    yield from _content_type_findings(exchange, "HTTP header Content-Type")
-    data, problem = _body(exchange, "HTTP body")
-    if problem:
-        yield problem
+    findings, data = _read_answer(exchange)
+    yield from findings
+    if data is _UNREADABLE:
         return
     if not isinstance(data, dict):
         yield Finding(
@@ -263,14 +274,9 @@ def fhir_search(
     exchange: Exchange, *, resource_type: str = "Patient", identifier: str | None = None
 ) -> Iterator[Finding]:
     """A FHIR search answers a well-formed searchset; by identifier, only resources carrying it."""
-    status = list(_status_findings(exchange, "HTTP status"))
-    if status:
-        yield from status
-        return
-    yield from _content_type_findings(exchange, "HTTP header Content-Type")
-    data, problem = _body(exchange, "HTTP body")
-    if problem:
-        yield problem
+    findings, data = _read_answer(exchange)
+    yield from findings
+    if data is _UNREADABLE:
         return
     yield from _bundle_findings(data, resource_type)
     if identifier and isinstance(data, dict) and data.get("resourceType") == "Bundle":

@@ -57,6 +57,10 @@ from starlette.routing import Route
 from conformance.parsing import InputError, parse_json, parse_xml
 from conformance.simulators.bodies import read_body
 from conformance.simulators.traffic import Received, TrafficLog
+from conformance.simulators.xmltree import child as _child
+from conformance.simulators.xmltree import children as _children
+from conformance.simulators.xmltree import local as _local
+from conformance.simulators.xmltree import text as _text
 
 # ------------------------------------------------------------------------------------------ namespaces
 NS_SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
@@ -119,25 +123,6 @@ _UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]
 
 
 # ------------------------------------------------------------------------------------------ helpers
-def _local(el: etree._Element) -> str:
-    return etree.QName(el).localname if isinstance(el.tag, str) else ""
-
-
-def _children(el: etree._Element | None) -> list[etree._Element]:
-    if el is None:
-        return []
-    return [c for c in el if isinstance(c.tag, str)]
-
-
-def _child(el: etree._Element | None, local: str) -> etree._Element | None:
-    return next((c for c in _children(el) if _local(c) == local), None)
-
-
-def _text(el: etree._Element | None) -> str | None:
-    if el is None:
-        return None
-    value = "".join(t for t in el.itertext() if isinstance(t, str)).strip()
-    return value or None
 
 
 def _iter_local(el: etree._Element, local: str) -> list[etree._Element]:

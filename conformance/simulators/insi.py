@@ -36,6 +36,10 @@ from starlette.routing import Route
 from conformance.parsing import InputError, parse_xml
 from conformance.simulators.bodies import read_body
 from conformance.simulators.traffic import Received, TrafficLog
+from conformance.simulators.xmltree import child as _child
+from conformance.simulators.xmltree import children as _children
+from conformance.simulators.xmltree import local as _local
+from conformance.simulators.xmltree import text as _text
 
 NS_SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
 NS_SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -164,27 +168,6 @@ def content_type_parts(value: str | None) -> tuple[str | None, dict[str, str]]:
             k, v = part.split("=", 1)
             params[k.strip().lower()] = v.strip().strip('"').strip()
     return media, params
-
-
-def _local(el: etree._Element) -> str:
-    return etree.QName(el).localname
-
-
-def _children(el: etree._Element | None) -> list[etree._Element]:
-    if el is None:
-        return []
-    return [c for c in el if isinstance(c.tag, str)]
-
-
-def _child(el: etree._Element | None, local: str) -> etree._Element | None:
-    return next((c for c in _children(el) if _local(c) == local), None)
-
-
-def _text(el: etree._Element | None) -> str | None:
-    if el is None:
-        return None
-    value = "".join(el.itertext()).strip()
-    return value or None
 
 
 def _child_text(el: etree._Element | None, local: str) -> str | None:
